@@ -1,0 +1,166 @@
+"""Entity queries from request parameters, and rendering of Entity lists (clause 5.7, 6.3.15).
+
+Used by ``GET /entities``, ``GET /entities/{id}`` and ``POST /entityOperations/query``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from cityos.api import http
+from cityos.api.params import parse_csv, parse_ids, parse_paging
+from cityos.config import Settings
+from cityos.core.geo import DEFAULT_GEOPROPERTY, GeoQuery, parse_geoq, parse_geoq_object
+from cityos.core.jsonld import CompiledContext
+from cityos.core.model import StoredEntity
+from cityos.core.query.q import expand_q, parse_q
+from cityos.core.query.scope import parse_scope_q
+from cityos.core.query.typeexpr import expand_types
+from cityos.core.query.typeexpr import parse_types as parse_type_expression
+from cityos.core.render import RenderOptions, render_entity
+from cityos.errors import BadRequestData
+from cityos.storage.base import EntityQuery
+
+__all__ = ["ProjectionSpec", "entity_query", "parse_projection", "render_entities"]
+
+_ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionSpec:
+    """What to keep of each Entity: ``attrs`` (expanded), and ``pick``/``omit`` (clause 4.21)."""
+
+    attrs: list[str] | None = None
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] | None = None
+
+    def apply(self, rendered: dict[str, Any]) -> dict[str, Any]:
+        if self.pick is not None:
+            return {k: v for k, v in rendered.items() if k in self.pick}
+        if self.omit is not None:
+            return {k: v for k, v in rendered.items() if k not in self.omit}
+        return rendered
+
+
+def parse_projection(params: Mapping[str, Any], ctx: CompiledContext) -> ProjectionSpec:
+    attrs = _names(params.get("attrs"))
+    pick = _names(params.get("pick"))
+    omit = _names(params.get("omit"))
+    if pick is not None and omit is not None:
+        raise BadRequestData("pick and omit cannot be used together")
+    expanded = [ctx.expand(a) for a in attrs] if attrs is not None else None
+    if pick is not None:
+        picked = [ctx.expand(a) for a in pick if a not in _ENTITY_MEMBERS]
+        expanded = picked if expanded is None else [a for a in expanded if a in picked]
+    return ProjectionSpec(
+        attrs=expanded,
+        pick=frozenset(pick) if pick is not None else None,
+        omit=frozenset(omit) if omit is not None else None,
+    )
+
+
+def _names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else parse_csv(value)
+    if not items or not all(isinstance(i, str) and i for i in items):
+        raise BadRequestData(f"Invalid attribute list {value!r}")
+    from cityos.core.entities import check_name
+
+    return [check_name(i) for i in items]
+
+
+def entity_query(
+    params: Mapping[str, str], ctx: CompiledContext, tenant: str, settings: Settings
+) -> tuple[EntityQuery, ProjectionSpec]:
+    """A GET /entities query (clause 6.4.3.1). One of id, idPattern, type, attrs, q or geoQ is needed."""
+    projection = parse_projection(params, ctx)
+    if not any(k in params for k in ("id", "idPattern", "type", "attrs", "q", "georel", "pick")):
+        raise BadRequestData("A query needs at least one of type, id, idPattern, attrs, q or a geoQ")
+    geo = parse_geoq(params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty"))
+    paging = parse_paging(params, settings.default_limit, settings.max_limit)
+    return _build(params, ctx, tenant, geo, projection, paging), projection
+
+
+def _build(params: Mapping[str, Any], ctx: CompiledContext, tenant: str, geo: GeoQuery | None, projection: ProjectionSpec, paging: Any) -> EntityQuery:
+    id_pattern = params.get("idPattern")
+    if id_pattern is not None:
+        _check_regex(id_pattern)
+    types = params.get("type")
+    q = params.get("q")
+    scope_q = params.get("scopeQ")
+    return EntityQuery(
+        tenant=tenant,
+        ids=parse_ids(params) if isinstance(params.get("id"), str) else list(params.get("id") or []),
+        id_pattern=id_pattern,
+        types=expand_types(parse_type_expression(types), ctx.expand) if types else None,
+        q=expand_q(parse_q(q), ctx.expand) if q else None,
+        scope_q=parse_scope_q(scope_q) if scope_q else None,
+        geo=geo,
+        geoproperty=ctx.expand(geo.geoproperty or DEFAULT_GEOPROPERTY) if geo else None,
+        attrs=projection.attrs if params.get("attrs") is not None else [],
+        limit=paging.limit,
+        offset=paging.offset,
+        count=paging.count,
+    )
+
+
+def _check_regex(pattern: str) -> None:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise BadRequestData(f"idPattern {pattern!r} is not a valid regular expression: {exc}") from exc
+
+
+def geo_from_body(body: Mapping[str, Any]) -> GeoQuery | None:
+    geo_q = body.get("geoQ")
+    if geo_q is None:
+        return None
+    return parse_geoq_object(geo_q)
+
+
+def render_entities(
+    entities: list[StoredEntity],
+    rctx: http.RequestContext,
+    opts: RenderOptions,
+    params: Mapping[str, str],
+    *,
+    projection: ProjectionSpec,
+    single: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    rendered = [projection.apply(render_entity(e, rctx.compiled, opts)) for e in entities]
+    if rctx.accept == http.GEOJSON:
+        return _geojson(entities, rendered, rctx, params, single, headers)
+    return http.json_response(rendered[0] if single else rendered, rctx, headers=headers)
+
+
+def _geojson(
+    entities: list[StoredEntity],
+    rendered: list[dict[str, Any]],
+    rctx: http.RequestContext,
+    params: Mapping[str, str],
+    single: bool,
+    headers: dict[str, str] | None,
+) -> Response:
+    """GeoJSON representation (clause 4.5.16): one Feature per Entity."""
+    geometry_term = params.get("geometryProperty", DEFAULT_GEOPROPERTY)
+    geometry_iri = rctx.compiled.expand(geometry_term)
+    features = [_feature(e, r, geometry_iri) for e, r in zip(entities, rendered, strict=True)]
+    body: Any = features[0] if single else {"type": "FeatureCollection", "features": features}
+    out_headers = {**(headers or {}), "Link": rctx.link_header()}
+    return Response(orjson.dumps(body), media_type=http.GEOJSON, headers=out_headers)
+
+
+def _feature(entity: StoredEntity, rendered: dict[str, Any], geometry_iri: str) -> dict[str, Any]:
+    instances = entity.get("attrs", {}).get(geometry_iri) or []
+    geometry = next((i["value"] for i in instances if i.get("type") == "GeoProperty"), None)
+    properties = {k: v for k, v in rendered.items() if k != "id"}
+    return {"id": entity["id"], "type": "Feature", "geometry": geometry, "properties": properties}

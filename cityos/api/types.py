@@ -1,0 +1,118 @@
+"""Discovery of Entity types and Attributes (GS CIM 009 V1.8.1 clauses 5.7.5-5.7.10, 6.25-6.28)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cityos.api import http
+from cityos.api.deps import services
+from cityos.api.params import parse_flag
+from cityos.errors import ResourceNotFound
+from cityos.storage.base import AttributeSummaryRow
+
+__all__ = ["ROUTES"]
+
+
+async def _summary(request: Request) -> tuple[http.RequestContext, dict[str, int], list[AttributeSummaryRow]]:
+    svc = services(request)
+    accept = http.negotiate(request)
+    tenant = await http.require_tenant(request, await svc.store.tenant_exists(http.tenant_of(request)))
+    rctx = await http.request_context(request, svc.contexts, accept=accept)
+    return rctx, await svc.store.type_counts(tenant), await svc.store.attribute_summary(tenant)
+
+
+def _list_id(kind: str) -> str:
+    return f"urn:ngsi-ld:{kind}:{uuid.uuid4().hex}"
+
+
+async def list_types(request: Request) -> Response:
+    rctx, counts, rows = await _summary(request)
+    c = rctx.compiled.compact
+    if not parse_flag(request.query_params, "details"):
+        body: Any = {"id": _list_id("EntityTypeList"), "type": "EntityTypeList", "typeList": sorted(c(t) for t in counts)}
+        return http.json_response(body, rctx)
+    attrs: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        attrs[row.type].add(row.attribute)
+    body = [
+        {"id": t, "type": "EntityType", "typeName": c(t), "attributeNames": sorted(c(a) for a in attrs[t])}
+        for t in sorted(counts)
+    ]
+    return http.json_response(body, rctx)
+
+
+async def retrieve_type(request: Request) -> Response:
+    rctx, counts, rows = await _summary(request)
+    c = rctx.compiled.compact
+    type_iri = rctx.compiled.expand(request.path_params["type"])
+    if type_iri not in counts:
+        raise ResourceNotFound(f"Entity type {request.path_params['type']} does not exist")
+    details: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row.type == type_iri:
+            details[row.attribute].add(row.attribute_type)
+    body = {
+        "id": type_iri,
+        "type": "EntityTypeInfo",
+        "typeName": c(type_iri),
+        "entityCount": counts[type_iri],
+        "attributeDetails": [
+            {"id": a, "type": "Attribute", "attributeName": c(a), "attributeTypes": sorted(details[a])} for a in sorted(details)
+        ],
+    }
+    return http.json_response(body, rctx)
+
+
+def _by_attribute(rows: list[AttributeSummaryRow]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = out.setdefault(row.attribute, {"count": 0, "types": set(), "attribute_types": set()})
+        entry["count"] += row.entities
+        entry["types"].add(row.type)
+        entry["attribute_types"].add(row.attribute_type)
+    return out
+
+
+async def list_attributes(request: Request) -> Response:
+    rctx, _, rows = await _summary(request)
+    c = rctx.compiled.compact
+    attrs = _by_attribute(rows)
+    if not parse_flag(request.query_params, "details"):
+        body: Any = {"id": _list_id("AttributeList"), "type": "AttributeList", "attributeList": sorted(c(a) for a in attrs)}
+        return http.json_response(body, rctx)
+    body = [
+        {"id": a, "type": "Attribute", "attributeName": c(a), "typeNames": sorted(c(t) for t in info["types"])}
+        for a, info in sorted(attrs.items())
+    ]
+    return http.json_response(body, rctx)
+
+
+async def retrieve_attribute(request: Request) -> Response:
+    rctx, _, rows = await _summary(request)
+    c = rctx.compiled.compact
+    attr_iri = rctx.compiled.expand(request.path_params["attr"])
+    info = _by_attribute(rows).get(attr_iri)
+    if info is None:
+        raise ResourceNotFound(f"Attribute {request.path_params['attr']} does not exist")
+    body = {
+        "id": attr_iri,
+        "type": "Attribute",
+        "attributeName": c(attr_iri),
+        "attributeCount": info["count"],
+        "attributeTypes": sorted(info["attribute_types"]),
+        "typeNames": sorted(c(t) for t in info["types"]),
+    }
+    return http.json_response(body, rctx)
+
+
+ROUTES: list[tuple[str, Any, list[str]]] = [
+    ("/types", list_types, ["GET"]),
+    ("/types/{type:path}", retrieve_type, ["GET"]),
+    ("/attributes", list_attributes, ["GET"]),
+    ("/attributes/{attr:path}", retrieve_attribute, ["GET"]),
+]

@@ -1,0 +1,100 @@
+"""build_app(settings): wires storage, the @context registry and the HTTP routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from cityos import __version__
+from cityos.api import batch, contexts, entities, types
+from cityos.api.deps import Services
+from cityos.api.problems import render_exception
+from cityos.config import Settings
+from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
+from cityos.errors import LdContextNotAvailable
+from cityos.storage.base import Store
+from cityos.storage.sqlite.store import SQLiteStore
+
+__all__ = ["build_app", "open_store"]
+
+log = logging.getLogger("cityos")
+Endpoint = Callable[[Request], Awaitable[Response]]
+PREFIX = "/ngsi-ld/v1"
+
+
+def open_store(settings: Settings) -> Store:
+    return SQLiteStore(settings.sqlite_path, durable=settings.durable)
+
+
+def make_fetcher(settings: Settings) -> Any:
+    async def fetch(url: str) -> bytes:
+        try:
+            async with httpx.AsyncClient(timeout=settings.context_fetch_timeout, follow_redirects=True) as client:
+                response = await client.get(url, headers={"Accept": "application/ld+json, application/json"})
+        except httpx.HTTPError as exc:
+            raise LdContextNotAvailable(f"@context {url} cannot be fetched: {exc.__class__.__name__}") from exc
+        if response.status_code != 200:
+            raise LdContextNotAvailable(f"@context {url} answered HTTP {response.status_code}")
+        return response.content
+
+    return fetch
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    """Every error of a handler becomes ProblemDetails here, in the handler's own frame:
+    cheaper than exception middleware, and nothing escapes to the server."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Exception as exc:  # rendered (and logged when unexpected) by api.problems
+            return await render_exception(request, exc)
+
+    guarded.__name__ = endpoint.__name__
+    return guarded
+
+
+def _routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for module in (entities, batch, types, contexts):
+        for path, endpoint, methods in module.ROUTES:
+            routes.append(Route(PREFIX + path, _guard(endpoint), methods=methods))
+    routes.append(Route("/version", version, methods=["GET"]))
+    return routes
+
+
+async def version(request: Request) -> Response:
+    return JSONResponse({"cityos": __version__, "ngsi-ld": "1.8.1", "coreContext": CORE_CONTEXT_URL})
+
+
+def build_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """The ASGI app. The store opens in the lifespan (tests without lifespan open it themselves)."""
+    store = store or open_store(settings)
+    registry = ContextRegistry(store, make_fetcher(settings), settings.base_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        await registry.load()
+        log.info("City OS %s serving NGSI-LD at %s%s", __version__, settings.base_url, PREFIX)
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = Starlette(
+        routes=_routes(),
+        lifespan=lifespan,
+        exception_handlers={404: render_exception, 405: render_exception},
+    )
+    app.state.services = Services(settings=settings, store=store, contexts=registry)
+    return app

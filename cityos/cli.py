@@ -1,0 +1,122 @@
+"""The ``cityos`` command: serve | version | check-config | contexts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from cityos import __version__
+from cityos.config import SETTINGS_HELP, Settings, load_settings
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(overrides)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"Invalid configuration: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """City OS: an urban data platform with the ETSI NGSI-LD API.
+
+    Run `cityos serve` to start on embedded SQLite in ./cityos-data.
+    """
+
+
+@main.command()
+@click.option("--host", default=None, help=SETTINGS_HELP["host"] + " [default: 127.0.0.1]")
+@click.option("--port", type=int, default=None, help=SETTINGS_HELP["port"] + " [default: 8000]")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"] + " [default: ./cityos-data]")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, help="TOML file with settings.")
+def serve(host: str | None, port: int | None, data_dir: Path | None, config: str | None) -> None:
+    """Start City OS and serve the NGSI-LD API."""
+    import uvicorn
+
+    from cityos.app import build_app
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, config=config)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        backlog=2048,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@main.command()
+def version() -> None:
+    """Print the version of City OS and of the NGSI-LD API it implements."""
+    click.echo(f"cityos {__version__} (ETSI GS CIM 009 NGSI-LD 1.8.1)")
+
+
+@main.command("check-config")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, help="TOML file with settings.")
+def check_config(config: str | None) -> None:
+    """Validate the configuration and print the effective settings."""
+    settings = _settings(config=config)
+    for name in SETTINGS_HELP:
+        click.echo(f"{name} = {getattr(settings, name)!s}")
+    click.echo("configuration is valid")
+
+
+@main.group()
+def contexts() -> None:
+    """Manage the @context cache, e.g. to preload contexts for a closed network (LGWAN)."""
+
+
+@contexts.command("add")
+@click.argument("url")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"])
+def contexts_add(url: str, file: Path, data_dir: Path | None) -> None:
+    """Preload the @context document FILE to be served for URL without fetching it."""
+    try:
+        document = orjson.loads(file.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise click.ClickException(f"{file} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or "@context" not in document:
+        raise click.ClickException(f"{file} has no top-level @context member")
+    asyncio.run(_with_registry(_settings(data_dir=data_dir), lambda r: r.add_cached(url, document["@context"])))
+    click.echo(f"cached {url}")
+
+
+@contexts.command("list")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"])
+def contexts_list(data_dir: Path | None) -> None:
+    """List the @contexts this City OS knows (built-in, hosted and cached)."""
+
+    async def show(registry: Any) -> None:
+        for entry in registry.entries():
+            click.echo(f"{entry.kind:18} {entry.url}")
+
+    asyncio.run(_with_registry(_settings(data_dir=data_dir), show))
+
+
+async def _with_registry(settings: Settings, action: Any) -> None:
+    from cityos.app import make_fetcher, open_store
+    from cityos.core.contexts import ContextRegistry
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        registry = ContextRegistry(store, make_fetcher(settings), settings.base_url)
+        await registry.load()
+        await action(registry)
+    finally:
+        await store.close()

@@ -1,0 +1,138 @@
+"""Changes: each NGSI-LD write as a function from the stored Entity (or None) to the new one.
+
+Storage runs a change atomically (see ``cityos.storage.base``); a change raises a
+CityOSError to refuse, and then nothing of that Entity is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cityos.core import operations as ops
+from cityos.core.model import StoredAttribute, StoredEntity
+from cityos.errors import AlreadyExists, ResourceNotFound
+from cityos.storage.base import Change
+
+__all__ = [
+    "append",
+    "create",
+    "delete",
+    "delete_attribute",
+    "merge",
+    "partial_update",
+    "replace",
+    "replace_attribute",
+    "update",
+    "upsert",
+]
+
+Attrs = dict[str, list[StoredAttribute]]
+
+
+def _existing(current: StoredEntity | None, entity_id: str) -> StoredEntity:
+    if current is None:
+        raise ResourceNotFound(f"Entity {entity_id} does not exist")
+    return current
+
+
+def create(entity: StoredEntity) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        if current is not None:
+            raise AlreadyExists(f"Entity {entity['id']} already exists")
+        return entity, "created"
+
+    return change
+
+
+def upsert(entity: StoredEntity, replace_all: bool) -> Change:
+    """Batch upsert (clause 5.6.8): create, or replace / update the existing Entity."""
+
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        if current is None:
+            return entity, "created"
+        if replace_all:
+            return ops.replace_entity(current, entity), "updated"
+        current["type"] = list(dict.fromkeys([*current["type"], *entity["type"]]))
+        if "scope" in entity:
+            current["scope"] = entity["scope"]
+        ops.append_attrs(current, entity.get("attrs", {}), entity["modifiedAt"])
+        current["modifiedAt"] = entity["modifiedAt"]
+        return current, "updated"
+
+    return change
+
+
+def replace(entity: StoredEntity) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        return ops.replace_entity(_existing(current, entity["id"]), entity), None
+
+    return change
+
+
+def _add_types(current: StoredEntity, types: list[str]) -> None:
+    if types:
+        current["type"] = list(dict.fromkeys([*current["type"], *types]))
+
+
+def merge(entity_id: str, attrs: Attrs, now: str, types: list[str] | None = None, scope: list[str] | None = None) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        current = _existing(current, entity_id)
+        _add_types(current, types or [])
+        if scope is not None:
+            current["scope"] = scope
+        return current, ops.merge_entity(current, attrs, now)
+
+    return change
+
+
+def append(entity_id: str, attrs: Attrs, now: str, no_overwrite: bool, types: list[str] | None = None) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        current = _existing(current, entity_id)
+        _add_types(current, types or [])
+        return current, ops.append_attrs(current, attrs, now, no_overwrite)
+
+    return change
+
+
+def update(entity_id: str, attrs: Attrs, now: str) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        current = _existing(current, entity_id)
+        return current, ops.update_attrs(current, attrs, now)
+
+    return change
+
+
+def partial_update(entity_id: str, name: str, fragments: list[StoredAttribute], now: str) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        current = _existing(current, entity_id)
+        for fragment in fragments:
+            ops.partial_update_attr(current, name, fragment, now)
+        return current, None
+
+    return change
+
+
+def replace_attribute(entity_id: str, name: str, instances: list[StoredAttribute], now: str) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        current = _existing(current, entity_id)
+        ops.replace_attr(current, name, instances, now)
+        return current, None
+
+    return change
+
+
+def delete_attribute(entity_id: str, name: str, dataset_id: str | None, delete_all: bool, now: str) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        current = _existing(current, entity_id)
+        ops.delete_attr(current, name, dataset_id, delete_all, now)
+        return current, None
+
+    return change
+
+
+def delete(entity_id: str) -> Change:
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        _existing(current, entity_id)
+        return None, None
+
+    return change

@@ -1,0 +1,130 @@
+"""Rendering stored Entities for a response: compaction and the three representations.
+
+GS CIM 009 V1.8.1 clause 4.5: normalized (every attribute with its type), concise
+(clause 4.5.1.2: types left out where they follow from the members) and simplified or
+keyValues (clause 4.5.4: values only). ``lang`` (clause 4.15) turns LanguageProperties into
+Properties of one language; ``sysAttrs`` adds createdAt/modifiedAt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from cityos.core.jsonld import CompiledContext
+from cityos.core.model import VALUE_MEMBER, StoredAttribute, StoredEntity
+
+__all__ = ["RenderOptions", "render_attribute", "render_entity", "select_language"]
+
+_SYS = ("createdAt", "modifiedAt")
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOptions:
+    format: str = "normalized"  # normalized | concise | keyValues
+    sys_attrs: bool = False
+    lang: str | None = None
+    attrs: Collection[str] | None = None  # expanded names to keep; None keeps all
+    entity_members: Collection[str] | None = None  # of id/type/scope to keep (pick/omit)
+
+
+def render_entity(entity: StoredEntity, ctx: CompiledContext, opts: RenderOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    members = opts.entity_members
+    if members is None or "id" in members:
+        out["id"] = entity["id"]
+    if members is None or "type" in members:
+        types = [ctx.compact(t) for t in entity["type"]]
+        out["type"] = types[0] if len(types) == 1 else types
+    if "scope" in entity and (members is None or "scope" in members):
+        scope = entity["scope"]
+        out["scope"] = scope[0] if len(scope) == 1 and opts.format != "keyValues" else scope
+    if opts.sys_attrs and opts.format != "keyValues":
+        out["createdAt"] = entity["createdAt"]
+        out["modifiedAt"] = entity["modifiedAt"]
+    keep = opts.attrs
+    for iri, instances in entity.get("attrs", {}).items():
+        if keep is not None and iri not in keep:
+            continue
+        out[ctx.compact(iri)] = render_attribute(instances, ctx, opts)
+    return out
+
+
+def render_attribute(instances: list[StoredAttribute], ctx: CompiledContext, opts: RenderOptions) -> Any:
+    rendered = [_render_instance(i, ctx, opts) for i in instances]
+    return rendered[0] if len(rendered) == 1 else rendered
+
+
+def _render_instance(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOptions) -> Any:
+    if opts.format == "keyValues":
+        return _simplified(inst, ctx, opts)
+    attr_type = inst["type"]
+    out: dict[str, Any] = {"type": attr_type}
+    value = inst["value"]
+    if attr_type == "VocabProperty":
+        value = [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
+    if attr_type == "LanguageProperty" and opts.lang is not None:
+        out["type"] = "Property"
+        text, tag = select_language(value, opts.lang)
+        out["value"] = text
+        if tag is not None:
+            out["lang"] = tag
+    else:
+        out[VALUE_MEMBER[attr_type]] = value
+    for key in ("objectType", "observedAt", "unitCode", "datasetId"):
+        if key in inst:
+            out[key] = inst[key]
+    if opts.sys_attrs:
+        for key in _SYS:
+            if key in inst:
+                out[key] = inst[key]
+    for iri, sub in inst.get("attrs", {}).items():
+        out[ctx.compact(iri)] = render_attribute(sub, ctx, opts)
+    if opts.format == "concise":
+        return _concise(out)
+    return out
+
+
+def _concise(out: dict[str, Any]) -> Any:
+    # clause 4.5.1.2: the type is implied by the member; a lone Property value stands alone.
+    attr_type = out.pop("type")
+    if attr_type == "Property" and len(out) == 1 and "value" in out:
+        return out["value"]
+    if attr_type == "GeoProperty" and len(out) == 1:
+        return {"value": out["value"]}
+    return out
+
+
+def _simplified(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOptions) -> Any:
+    attr_type = inst["type"]
+    value = inst["value"]
+    if attr_type == "LanguageProperty":
+        if opts.lang is not None:
+            return select_language(value, opts.lang)[0]
+        return {"languageMap": value}
+    if attr_type == "JsonProperty":
+        return {"json": value}
+    if attr_type == "VocabProperty":
+        return {"vocab": [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)}
+    if attr_type == "ListRelationship":
+        return {"objectList": value}
+    return value
+
+
+def select_language(language_map: dict[str, Any], lang: str) -> tuple[Any, str | None]:
+    """Picks the text for ``lang`` (clause 4.15): an exact tag, then its primary subtag,
+    then ``@none``, then the first entry. ``*`` keeps the whole map."""
+    if lang == "*":
+        return language_map, None
+    for wanted in (t.split(";")[0].strip() for t in lang.split(",")):
+        if wanted in language_map:
+            return language_map[wanted], wanted
+        primary = wanted.split("-")[0]
+        for tag, text in language_map.items():
+            if tag.split("-")[0] == primary:
+                return text, tag
+    if "@none" in language_map:
+        return language_map["@none"], "@none"
+    tag = next(iter(language_map))
+    return language_map[tag], tag

@@ -1,0 +1,101 @@
+"""The storage protocol: what ``core`` and ``api`` need from a backend, and nothing more.
+
+Every write is a *change*: a pure function from the Entity as stored (or None) to the
+Entity to store (or None to delete it) plus a result for the caller. A backend runs each
+change atomically inside its write transaction, so update semantics live in
+``cityos.core.operations`` once, and two writers on one Entity never lose an update.
+A change raising :class:`~cityos.errors.CityOSError` leaves that Entity untouched.
+
+An acknowledged write is durable: a backend returns from ``write`` only after its commit
+reached stable storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cityos.core.model import StoredEntity
+
+if TYPE_CHECKING:
+    from cityos.core.contexts import ContextEntry
+    from cityos.core.geo import GeoQuery
+    from cityos.core.query.ast import QNode, ScopeNode, TypeNode
+
+__all__ = [
+    "AttributeSummaryRow",
+    "Change",
+    "EntityQuery",
+    "Page",
+    "Store",
+    "WriteOutcome",
+]
+
+Change = Callable[[StoredEntity | None], tuple[StoredEntity | None, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class EntityQuery:
+    """A parsed Entity query (GS CIM 009 V1.8.1 clause 5.7.2) with every name expanded."""
+
+    tenant: str
+    ids: Sequence[str] = ()
+    id_pattern: str | None = None
+    types: TypeNode | None = None
+    q: QNode | None = None
+    scope_q: ScopeNode | None = None
+    geo: GeoQuery | None = None
+    geoproperty: str | None = None  # expanded name of the GeoProperty geoQ applies to
+    attrs: Sequence[str] = ()  # matched Entities have at least one of these
+    limit: int = 20
+    offset: int = 0
+    count: bool = False
+
+
+@dataclass(slots=True)
+class Page:
+    entities: list[StoredEntity] = field(default_factory=list)
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    """What a change did: the Entity before and after (None for absent) and its result."""
+
+    before: StoredEntity | None
+    after: StoredEntity | None
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeSummaryRow:
+    type: str
+    attribute: str
+    attribute_type: str
+    entities: int
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # Raises ResourceNotFound; never returns None.
+    async def get_entity(self, tenant: str, entity_id: str) -> StoredEntity: ...
+
+    async def query_entities(self, query: EntityQuery) -> Page: ...
+
+    # One atomic change; raises what the change raised.
+    async def write(self, tenant: str, entity_id: str, change: Change) -> WriteOutcome: ...
+
+    # Several changes in one transaction, each atomic on its own: an outcome or the error.
+    async def write_many(self, tenant: str, changes: Sequence[tuple[str, Change]]) -> list[WriteOutcome | Exception]: ...
+
+    async def tenant_exists(self, tenant: str) -> bool: ...
+    async def tenants(self) -> list[str]: ...
+    async def type_counts(self, tenant: str) -> dict[str, int]: ...
+    async def attribute_summary(self, tenant: str) -> list[AttributeSummaryRow]: ...
+
+    async def save_context(self, entry: ContextEntry) -> None: ...
+    async def delete_context(self, url: str) -> None: ...
+    async def load_contexts(self) -> list[ContextEntry]: ...

@@ -1,0 +1,307 @@
+"""The embedded SQLite store: WAL mode, one writer thread with group commit, readers inline.
+
+Rules (see docs/architecture.md):
+- every write goes through :class:`~cityos.storage.sqlite.writer.Writer`, in
+  ``BEGIN IMMEDIATE`` transactions, ``synchronous=FULL``: a returned write is on disk;
+- reads use a separate connection on the event loop thread; WAL lets them run beside
+  the writer and they always see the last commit;
+- SQL comes from the parsed query AST (``query_sql``, ``geo_sql``); no domain logic in SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cityos.core import geo
+from cityos.core.contexts import ContextEntry
+from cityos.core.model import StoredEntity
+from cityos.errors import ResourceNotFound
+from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
+from cityos.storage.sqlite import geo_sql
+from cityos.storage.sqlite.indexes import AttributeIndexer
+from cityos.storage.sqlite.query_sql import register_functions
+from cityos.storage.sqlite.select import build_select
+from cityos.storage.sqlite.writer import Writer
+
+__all__ = ["SQLiteStore"]
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, durable: bool = True) -> None:
+        self.path = path
+        self._durable = durable
+        self._writer = Writer(self._connect_writer)
+        self._reader: sqlite3.Connection | None = None
+        self._tenants: set[str] = set()
+        self._version: dict[str, int] = {}
+        self._summary: dict[str, tuple[int, Any]] = {}
+        self.indexer = AttributeIndexer(self._writer)
+
+    # -- connections ----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=" + ("FULL" if self._durable else "NORMAL"))
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA mmap_size=268435456")
+        register_functions(conn)
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        _migrate(conn)
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer.start()
+        self._reader = self._connect()
+        self._tenants = {r[0] for r in self._reader.execute("SELECT name FROM tenants")}
+        self.indexer.load(self._reader)
+
+    async def close(self) -> None:
+        self._writer.stop()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        assert self._reader is not None, "store is not open"
+        return self._reader
+
+    # -- entities -------------------------------------------------------------------
+
+    async def get_entity(self, tenant: str, entity_id: str) -> StoredEntity:
+        row = self.reader.execute(
+            "SELECT doc FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
+        ).fetchone()
+        if row is None:
+            raise ResourceNotFound(f"Entity {entity_id} does not exist")
+        doc: StoredEntity = _loads(row[0])
+        return doc
+
+    async def query_entities(self, query: EntityQuery) -> Page:
+        if query.q is not None:
+            self.indexer.want(query.q)
+        select = build_select(query)
+        page = Page()
+        if query.geo is None:
+            rows = self.reader.execute(
+                select.sql + " LIMIT ? OFFSET ?", [*select.params, query.limit, query.offset]
+            )
+            page.entities = [_loads(r[0]) for r in rows]
+            if query.count:
+                page.count = self.reader.execute(select.count_sql, select.params).fetchone()[0]
+            return page
+        matched = self._geo_filter(
+            query, [_loads(r[0]) for r in self.reader.execute(select.sql, select.params)]
+        )
+        page.entities = matched[query.offset : query.offset + query.limit]
+        page.count = len(matched) if query.count else None
+        return page
+
+    def _geo_filter(self, query: EntityQuery, docs: list[StoredEntity]) -> list[StoredEntity]:
+        gq, attr = query.geo, query.geoproperty
+        assert gq is not None and attr is not None
+        hits: list[tuple[float, int, StoredEntity]] = []
+        for n, doc in enumerate(docs):
+            instances = doc.get("attrs", {}).get(attr) or []
+            geoms = [i["value"] for i in instances if i.get("type") == "GeoProperty"]
+            if any(geo.matches(gq, g) for g in geoms):
+                rank = min(geo.distance_m(gq, g) for g in geoms) if gq.georel == "near" else 0.0
+                hits.append((rank, n, doc))
+        hits.sort(key=lambda h: (h[0], h[1]))
+        return [h[2] for h in hits]
+
+    async def write(self, tenant: str, entity_id: str, change: Change) -> WriteOutcome:
+        outcome: WriteOutcome = await self._writer.run(
+            lambda conn: self._apply(conn, tenant, entity_id, change)
+        )
+        self._bump(tenant)
+        return outcome
+
+    async def write_many(
+        self, tenant: str, changes: Sequence[tuple[str, Change]]
+    ) -> list[WriteOutcome | Exception]:
+        def job(conn: sqlite3.Connection) -> list[WriteOutcome | Exception]:
+            out: list[WriteOutcome | Exception] = []
+            for entity_id, change in changes:
+                conn.execute("SAVEPOINT change")
+                try:
+                    out.append(self._apply(conn, tenant, entity_id, change))
+                    conn.execute("RELEASE change")
+                except Exception as exc:  # one Entity's failure leaves the others applied
+                    conn.execute("ROLLBACK TO change")
+                    conn.execute("RELEASE change")
+                    out.append(exc)
+            return out
+
+        outcomes: list[WriteOutcome | Exception] = await self._writer.run(job)
+        self._bump(tenant)
+        return outcomes
+
+    def _bump(self, tenant: str) -> None:
+        self._version[tenant] = self._version.get(tenant, 0) + 1
+        self._tenants.add(tenant)
+
+    def _apply(
+        self, conn: sqlite3.Connection, tenant: str, entity_id: str, change: Change
+    ) -> WriteOutcome:
+        row = conn.execute(
+            "SELECT rowid, doc FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
+        ).fetchone()
+        before = _loads(row[1]) if row else None
+        after, result = change(_loads(row[1]) if row else None)
+        if after is None:
+            if row is not None:
+                _delete_row(conn, row[0])
+        elif row is None:
+            if tenant not in self._tenants:
+                conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, _now()))
+            _insert_row(conn, tenant, after)
+        else:
+            _update_row(conn, row[0], tenant, before, after)
+        return WriteOutcome(before, after, result)
+
+    # -- tenants and discovery -------------------------------------------------------
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        return tenant in self._tenants
+
+    async def tenants(self) -> list[str]:
+        return sorted(self._tenants)
+
+    async def type_counts(self, tenant: str) -> dict[str, int]:
+        rows = self.reader.execute(
+            "SELECT type, count(*) FROM entity_types WHERE tenant = ? GROUP BY type", (tenant,)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def attribute_summary(self, tenant: str) -> list[AttributeSummaryRow]:
+        version = self._version.get(tenant, 0)
+        cached = self._summary.get(tenant)
+        if cached is not None and cached[0] == version:
+            rows: list[AttributeSummaryRow] = cached[1]
+            return rows
+        sql = (
+            "SELECT t.type, a.key, json_extract(a.value, '$[0].type'), count(*) "
+            "FROM entities e JOIN entity_types t ON t.entity_rowid = e.rowid, json_each(e.doc, '$.attrs') a "
+            "WHERE e.tenant = ? GROUP BY 1, 2, 3"
+        )
+        rows = [AttributeSummaryRow(*r) for r in self.reader.execute(sql, (tenant,))]
+        self._summary[tenant] = (version, rows)
+        return rows
+
+    # -- @context registry -------------------------------------------------------------
+
+    async def save_context(self, entry: ContextEntry) -> None:
+        values = (
+            entry.url,
+            entry.local_id,
+            entry.kind,
+            _dumps(entry.document).decode(),
+            entry.created_at,
+        )
+        await self._writer.run(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO jsonld_contexts VALUES (?, ?, ?, ?, ?)", values
+            )
+        )
+
+    async def delete_context(self, url: str) -> None:
+        await self._writer.run(
+            lambda c: c.execute("DELETE FROM jsonld_contexts WHERE url = ?", (url,))
+        )
+
+    async def load_contexts(self) -> list[ContextEntry]:
+        rows = self.reader.execute(
+            "SELECT url, local_id, kind, document, created_at FROM jsonld_contexts"
+        )
+        return [ContextEntry(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
+
+
+def _insert_row(conn: sqlite3.Connection, tenant: str, doc: StoredEntity) -> None:
+    cur = conn.execute(
+        "INSERT INTO entities (tenant, id, types, doc) VALUES (?, ?, ?, ?)",
+        (tenant, doc["id"], _dumps(doc["type"]), _dumps(doc)),
+    )
+    rowid = cur.lastrowid
+    conn.executemany(
+        "INSERT INTO entity_types VALUES (?, ?, ?)", [(tenant, t, rowid) for t in doc["type"]]
+    )
+    _index_geo(conn, rowid, doc)
+
+
+def _update_row(
+    conn: sqlite3.Connection, rowid: int, tenant: str, before: Any, after: StoredEntity
+) -> None:
+    conn.execute(
+        "UPDATE entities SET types = ?, doc = ? WHERE rowid = ?",
+        (_dumps(after["type"]), _dumps(after), rowid),
+    )
+    if before["type"] != after["type"]:
+        conn.execute("DELETE FROM entity_types WHERE entity_rowid = ?", (rowid,))
+        conn.executemany(
+            "INSERT INTO entity_types VALUES (?, ?, ?)", [(tenant, t, rowid) for t in after["type"]]
+        )
+    if geo_sql.index_rows(rowid, before) != geo_sql.index_rows(rowid, after):
+        _unindex_geo(conn, rowid)
+        _index_geo(conn, rowid, after)
+
+
+def _delete_row(conn: sqlite3.Connection, rowid: int) -> None:
+    conn.execute("DELETE FROM entities WHERE rowid = ?", (rowid,))
+    conn.execute("DELETE FROM entity_types WHERE entity_rowid = ?", (rowid,))
+    _unindex_geo(conn, rowid)
+
+
+def _index_geo(conn: sqlite3.Connection, rowid: int | None, doc: StoredEntity) -> None:
+    for attr, (minx, miny, maxx, maxy) in geo_sql.index_rows(rowid or 0, doc):
+        cur = conn.execute(
+            "INSERT INTO geo_index (entity_rowid, attr) VALUES (?, ?)", (rowid, attr)
+        )
+        conn.execute(
+            "INSERT INTO geo_rtree VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, minx, maxx, miny, maxy)
+        )
+
+
+def _unindex_geo(conn: sqlite3.Connection, rowid: int) -> None:
+    conn.execute(
+        "DELETE FROM geo_rtree WHERE id IN (SELECT id FROM geo_index WHERE entity_rowid = ?)",
+        (rowid,),
+    )
+    conn.execute("DELETE FROM geo_index WHERE entity_rowid = ?", (rowid,))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Applies the numbered plain-SQL migrations not yet applied (``PRAGMA user_version``)."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    folder = resources.files("cityos.storage.sqlite") / "migrations"
+    scripts = sorted((p.name, p) for p in folder.iterdir() if p.name.endswith(".sql"))
+    for name, path in scripts:
+        version = int(name.split("_", 1)[0])
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in path.read_text().split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
