@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cityos import __version__
 from cityos.api import batch, contexts, entities, types
@@ -20,7 +21,7 @@ from cityos.api.deps import Services
 from cityos.api.problems import render_exception
 from cityos.config import Settings
 from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
-from cityos.errors import LdContextNotAvailable
+from cityos.errors import InvalidRequest, LdContextNotAvailable
 from cityos.storage.base import Store
 from cityos.storage.sqlite.store import SQLiteStore
 
@@ -49,12 +50,16 @@ def make_fetcher(settings: Settings) -> Any:
     return fetch
 
 
-def _guard(endpoint: Endpoint) -> Endpoint:
-    """Every error of a handler becomes ProblemDetails here, in the handler's own frame:
+def _guard(endpoint: Endpoint, params: frozenset[str]) -> Endpoint:
+    """Checks the query parameters (an unknown one is InvalidRequest, clause 6.3.20) and
+    turns every error of the handler into ProblemDetails, in the handler's own frame:
     cheaper than exception middleware, and nothing escapes to the server."""
 
     async def guarded(request: Request) -> Response:
         try:
+            unknown = [k for k in request.query_params if k not in params]
+            if unknown:
+                raise InvalidRequest(f"Unknown query parameter {unknown[0]!r} for {request.method} {request.url.path}")
             return await endpoint(request)
         except Exception as exc:  # rendered (and logged when unexpected) by api.problems
             return await render_exception(request, exc)
@@ -66,14 +71,28 @@ def _guard(endpoint: Endpoint) -> Endpoint:
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for module in (entities, batch, types, contexts):
-        for path, endpoint, methods in module.ROUTES:
-            routes.append(Route(PREFIX + path, _guard(endpoint), methods=methods))
+        for path, endpoint, methods, params in module.ROUTES:
+            routes.append(Route(PREFIX + path, _guard(endpoint, params), methods=methods))
     routes.append(Route("/version", version, methods=["GET"]))
     return routes
 
 
 async def version(request: Request) -> Response:
     return JSONResponse({"cityos": __version__, "ngsi-ld": "1.8.1", "coreContext": CORE_CONTEXT_URL})
+
+
+class TrailingSlash:
+    """Serves ``/ngsi-ld/v1/entities/`` as ``/ngsi-ld/v1/entities``: clients (the ETSI
+    suite among them) join base URL and path with a trailing slash."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        await self.app(scope, receive, send)
 
 
 def build_app(settings: Settings, store: Store | None = None) -> Starlette:
@@ -95,6 +114,7 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
         routes=_routes(),
         lifespan=lifespan,
         exception_handlers={404: render_exception, 405: render_exception},
+        middleware=[Middleware(TrailingSlash)],
     )
     app.state.services = Services(settings=settings, store=store, contexts=registry)
     return app

@@ -19,14 +19,14 @@ from cityos.api.params import parse_options, parse_paging, render_options
 from cityos.api.problems import problem_body
 from cityos.api.querying import ProjectionSpec, geo_from_body, parse_projection, render_entities
 from cityos.core import changes
-from cityos.core.entities import check_uri, parse_entity, parse_fragment
+from cityos.core.entities import check_uri, parse_entity
 from cityos.core.geo import DEFAULT_GEOPROPERTY
 from cityos.core.jsonld import CompiledContext
 from cityos.core.query.q import expand_q, parse_q
 from cityos.core.query.scope import parse_scope_q
 from cityos.core.query.typeexpr import expand_types
 from cityos.core.query.typeexpr import parse_types as parse_type_expression
-from cityos.errors import BadRequestData, CityOSError
+from cityos.errors import BadRequestData, CityOSError, InvalidRequest
 from cityos.storage.base import Change, EntityQuery, WriteOutcome
 
 __all__ = ["ROUTES"]
@@ -34,26 +34,51 @@ __all__ = ["ROUTES"]
 Planned = tuple[str, Change | CityOSError]
 
 
-async def _batch_body(request: Request) -> tuple[list[Any], http.RequestContext]:
-    http.check_content_type(request)
+async def _batch_body(request: Request) -> tuple[list[Any], list[CompiledContext | CityOSError]]:
+    """The batch's items, each with its own compiled @context or the error that context raised
+    (clause 6.14.3.1: an Entity with a bad @context fails alone, with a 207)."""
+    media = http.check_content_type(request)
     svc = services(request)
     body = await http.read_json(request, svc.settings.max_body_bytes)
     if not isinstance(body, list):
-        raise BadRequestData("A batch operation needs a JSON array")
+        raise InvalidRequest("A batch operation needs a JSON array")
     if not body:
         raise BadRequestData("A batch operation needs at least one item")
-    rctx = await http.request_context(request, svc.contexts, body)
-    return body, rctx
+    link = http.link_context(request)
+    if media == http.JSONLD and link is not None:
+        raise BadRequestData("A Link header @context is not allowed with Content-Type application/ld+json")
+    contexts = [await _item_context(svc.contexts, item, media, link) for item in body]
+    return body, contexts
 
 
-def _plan(body: list[Any], make: Callable[[Any], tuple[str, Change]]) -> list[Planned]:
+async def _item_context(registry: Any, item: Any, media: str, link: str | None) -> CompiledContext | CityOSError:
+    try:
+        if not isinstance(item, dict):
+            raise BadRequestData("Each item of the batch must be a JSON object")
+        if media == http.JSONLD:
+            if "@context" not in item:
+                raise BadRequestData("Content-Type application/ld+json needs an @context member in each Entity")
+            compiled: CompiledContext = await registry.compile(item["@context"])
+            return compiled
+        if "@context" in item:
+            raise BadRequestData("@context in the body needs Content-Type application/ld+json")
+        compiled = await registry.compile(link)
+        return compiled
+    except CityOSError as exc:
+        return exc
+
+
+def _plan(body: list[Any], contexts: list[CompiledContext | CityOSError], make: Callable[[Any, CompiledContext], tuple[str, Change]]) -> list[Planned]:
     planned: list[Planned] = []
-    for item in body:
+    for item, ctx in zip(body, contexts, strict=True):
+        entity_id = str(item.get("id", "")) if isinstance(item, dict) else str(item)
+        if isinstance(ctx, CityOSError):
+            planned.append((entity_id, ctx))
+            continue
         try:
-            planned.append(make(item))
+            planned.append(make(item, ctx))
         except CityOSError as exc:
-            entity_id = item.get("id", "") if isinstance(item, dict) else str(item)
-            planned.append((str(entity_id), exc))
+            planned.append((entity_id, exc))
     return planned
 
 
@@ -81,31 +106,31 @@ def _problem(exc: Exception) -> dict[str, Any]:
 
 
 async def batch_create(request: Request) -> Response:
-    body, rctx = await _batch_body(request)
+    body, contexts = await _batch_body(request)
     now = now_iso()
 
-    def make(item: Any) -> tuple[str, Change]:
-        entity = parse_entity(item, rctx.compiled, now)
+    def make(item: Any, ctx: CompiledContext) -> tuple[str, Change]:
+        entity = parse_entity(item, ctx, now)
         return entity["id"], changes.create(entity)
 
-    results = await _run(request, _plan(body, make))
+    results = await _run(request, _plan(body, contexts, make))
     created = [i for i, r in results if not isinstance(r, Exception)]
     return _result(results, 201, created)
 
 
 async def batch_upsert(request: Request) -> Response:
-    body, rctx = await _batch_body(request)
+    body, contexts = await _batch_body(request)
     options = parse_options(request.query_params, frozenset({"replace", "update"}))
     if {"replace", "update"} <= options:
         raise BadRequestData("options=replace and options=update cannot be used together")
     now = now_iso()
     replace_all = "update" not in options
 
-    def make(item: Any) -> tuple[str, Change]:
-        entity = parse_entity(item, rctx.compiled, now)
+    def make(item: Any, ctx: CompiledContext) -> tuple[str, Change]:
+        entity = parse_entity(item, ctx, now)
         return entity["id"], changes.upsert(entity, replace_all)
 
-    results = await _run(request, _plan(body, make))
+    results = await _run(request, _plan(body, contexts, make))
     created = [i for i, r in results if isinstance(r, WriteOutcome) and r.result == "created"]
     if any(isinstance(r, Exception) for _, r in results):
         return _result(results, 201, created)
@@ -113,36 +138,40 @@ async def batch_upsert(request: Request) -> Response:
 
 
 async def batch_update(request: Request) -> Response:
-    body, rctx = await _batch_body(request)
+    """Batch update (clause 5.6.9): an Entity whose attributes were not all updated is an error."""
+    body, contexts = await _batch_body(request)
     no_overwrite = "noOverwrite" in parse_options(request.query_params, frozenset({"noOverwrite"}))
     now = now_iso()
 
-    def make(item: Any) -> tuple[str, Change]:
-        entity_id, fragment = _fragment_of(item)
-        attrs = parse_fragment(fragment, rctx.compiled, now)
-        return entity_id, changes.append(entity_id, attrs, now, no_overwrite)
+    def make(item: Any, ctx: CompiledContext) -> tuple[str, Change]:
+        fragment = changes.fragment_from_body(item, check_uri(item.get("id")), ctx, now)
+        return fragment.entity_id, _strict(changes.append(fragment, no_overwrite))
 
-    results = await _run(request, _plan(body, make))
+    results = await _run(request, _plan(body, contexts, make))
     return _result(results, 204, None)
+
+
+def _strict(change: Change) -> Change:
+    def strict(current: Any) -> Any:
+        after, result = change(current)
+        if result.not_updated:
+            names = ", ".join(n for n, _ in result.not_updated)
+            raise BadRequestData(f"Attributes were not updated: {names} ({result.not_updated[0][1]})")
+        return after, result
+
+    return strict
 
 
 async def batch_merge(request: Request) -> Response:
-    body, rctx = await _batch_body(request)
+    body, contexts = await _batch_body(request)
     now = now_iso()
 
-    def make(item: Any) -> tuple[str, Change]:
-        entity_id, fragment = _fragment_of(item)
-        attrs = parse_fragment(fragment, rctx.compiled, now)
-        return entity_id, changes.merge(entity_id, attrs, now)
+    def make(item: Any, ctx: CompiledContext) -> tuple[str, Change]:
+        fragment = changes.fragment_from_body(item, check_uri(item.get("id")), ctx, now)
+        return fragment.entity_id, changes.merge(fragment)
 
-    results = await _run(request, _plan(body, make))
+    results = await _run(request, _plan(body, contexts, make))
     return _result(results, 204, None)
-
-
-def _fragment_of(item: Any) -> tuple[str, dict[str, Any]]:
-    if not isinstance(item, dict):
-        raise BadRequestData("Each item of the batch must be a JSON object")
-    return check_uri(item.get("id")), item
 
 
 async def batch_delete(request: Request) -> Response:
@@ -152,11 +181,11 @@ async def batch_delete(request: Request) -> Response:
     if not isinstance(body, list) or not body:
         raise BadRequestData("A batch delete needs a non-empty JSON array of Entity ids")
 
-    def make(item: Any) -> tuple[str, Change]:
+    def make(item: Any, ctx: CompiledContext) -> tuple[str, Change]:
         entity_id = check_uri(item)
         return entity_id, changes.delete(entity_id)
 
-    results = await _run(request, _plan(body, make))
+    results = await _run(request, _plan(body, [svc.contexts.default] * len(body), make))
     return _result(results, 204, None)
 
 
@@ -222,11 +251,12 @@ def _query_from_body(body: dict[str, Any], ctx: CompiledContext, tenant: str, pr
     ]
 
 
-ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/entityOperations/create", batch_create, ["POST"]),
-    ("/entityOperations/upsert", batch_upsert, ["POST"]),
-    ("/entityOperations/update", batch_update, ["POST"]),
-    ("/entityOperations/delete", batch_delete, ["POST"]),
-    ("/entityOperations/merge", batch_merge, ["POST"]),
-    ("/entityOperations/query", batch_query, ["POST"]),
+_WRITE = frozenset({"options", "local"})
+ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
+    ("/entityOperations/create", batch_create, ["POST"], _WRITE),
+    ("/entityOperations/upsert", batch_upsert, ["POST"], _WRITE),
+    ("/entityOperations/update", batch_update, ["POST"], _WRITE),
+    ("/entityOperations/delete", batch_delete, ["POST"], _WRITE),
+    ("/entityOperations/merge", batch_merge, ["POST"], _WRITE),
+    ("/entityOperations/query", batch_query, ["POST"], frozenset({"limit", "offset", "count", "options", "format", "lang", "local", "geometryProperty"})),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -38,8 +39,6 @@ async def add_context(request: Request) -> Response:
     document = body["@context"]
     if not isinstance(document, dict | list):
         raise BadRequestData("The @context to host must be an object or an array")
-    if isinstance(document, list) and any(isinstance(d, str) for d in document):
-        raise BadRequestData("A hosted @context must not refer to other contexts by URL")
     entry = await svc.contexts.add_hosted(document)
     return Response(status_code=201, headers={"Location": entry.url})
 
@@ -56,8 +55,6 @@ async def retrieve_context(request: Request) -> Response:
 
 
 def _dump(value: Any) -> bytes:
-    import orjson
-
     return orjson.dumps(value)
 
 
@@ -67,9 +64,9 @@ async def delete_context(request: Request) -> Response:
     return Response(status_code=204)
 
 
-ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/jsonldContexts", list_contexts, ["GET"]),
-    ("/jsonldContexts", add_context, ["POST"]),
-    ("/jsonldContexts/{context_id:path}", retrieve_context, ["GET"]),
-    ("/jsonldContexts/{context_id:path}", delete_context, ["DELETE"]),
+ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
+    ("/jsonldContexts", list_contexts, ["GET"], frozenset({"details", "kind"})),
+    ("/jsonldContexts", add_context, ["POST"], frozenset()),
+    ("/jsonldContexts/{context_id:path}", retrieve_context, ["GET"], frozenset({"details"})),
+    ("/jsonldContexts/{context_id:path}", delete_context, ["DELETE"], frozenset({"reload"})),
 ]

@@ -17,10 +17,9 @@ from cityos.api.deps import now_iso, services
 from cityos.api.params import parse_flag, parse_options, render_options
 from cityos.api.querying import entity_query, parse_projection, render_entities
 from cityos.core import changes
-from cityos.core.entities import check_name, check_uri, parse_attribute, parse_entity, parse_fragment, parse_types
+from cityos.core.entities import check_name, check_uri, parse_attribute, parse_entity
 from cityos.core.operations import UpdateResult
-from cityos.core.render import render_entity
-from cityos.errors import BadRequestData
+from cityos.errors import BadRequestData, InvalidRequest, ResourceNotFound
 
 __all__ = ["ROUTES"]
 
@@ -41,13 +40,14 @@ def _attr_name(request: Request, rctx: http.RequestContext) -> str:
     return rctx.compiled.expand(check_name(request.path_params["attr"]))
 
 
-def update_result_response(result: UpdateResult, rctx: http.RequestContext) -> Response:
-    """204 when everything was updated, else 207 with an UpdateResult (clause 5.2.18)."""
+def update_result_response(result: UpdateResult) -> Response:
+    """204 when everything was updated, else 207 with an UpdateResult (clause 5.2.18).
+    Attribute names are given expanded, as the ETSI suite expects."""
     if not result.not_updated:
         return Response(status_code=204)
     body = {
-        "updated": [rctx.compiled.compact(n) for n in result.updated],
-        "notUpdated": [{"attributeName": rctx.compiled.compact(n), "reason": r} for n, r in result.not_updated],
+        "updated": result.updated,
+        "notUpdated": [{"attributeName": n, "reason": r} for n, r in result.not_updated],
     }
     return http.json_response(body, None, status=207)
 
@@ -71,6 +71,8 @@ async def retrieve_entity(request: Request) -> Response:
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     projection = parse_projection(request.query_params, rctx.compiled)
     entity = await svc.store.get_entity(tenant, entity_id)
+    if "attrs" in request.query_params and not any(a in entity.get("attrs", {}) for a in projection.attrs or []):
+        raise ResourceNotFound(f"Entity {entity_id} has none of the attributes {request.query_params['attrs']}")
     opts = render_options(request.query_params, projection.attrs)
     return render_entities([entity], rctx, opts, request.query_params, projection=projection, single=True)
 
@@ -99,26 +101,17 @@ async def replace_entity(request: Request) -> Response:
 
 async def merge_entity(request: Request) -> Response:
     body, rctx = await _write_context(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
-    entity_id = _entity_id(request)
-    fragment = _fragment_body(body, entity_id)
-    now = now_iso()
-    types = parse_types(fragment["type"], rctx.compiled) if "type" in fragment else None
-    attrs = parse_fragment(fragment, rctx.compiled, now)
-    scope = None
-    if "scope" in fragment:
-        from cityos.core.entities import parse_scope
-
-        scope = parse_scope(fragment["scope"])
-    await services(request).store.write(http.tenant_of(request), entity_id, changes.merge(entity_id, attrs, now, types, scope))
+    fragment = _fragment(body, _entity_id(request), rctx)
+    await services(request).store.write(http.tenant_of(request), fragment.entity_id, changes.merge(fragment))
     return Response(status_code=204)
 
 
-def _fragment_body(body: Any, entity_id: str) -> dict[str, Any]:
+def _fragment(body: Any, entity_id: str, rctx: http.RequestContext) -> changes.Fragment:
     if not isinstance(body, dict):
-        raise BadRequestData("The request body must be a JSON object")
+        raise InvalidRequest("The request body must be a JSON object")
     if body.get("id", entity_id) != entity_id:
         raise BadRequestData(f"The body's id {body.get('id')} differs from {entity_id} in the URL")
-    return body
+    return changes.fragment_from_body(body, entity_id, rctx.compiled, now_iso())
 
 
 async def delete_entity(request: Request) -> Response:
@@ -129,29 +122,23 @@ async def delete_entity(request: Request) -> Response:
 
 async def append_attrs(request: Request) -> Response:
     body, rctx = await _write_context(request)
-    entity_id = _entity_id(request)
-    fragment = _fragment_body(body, entity_id)
+    fragment = _fragment(body, _entity_id(request), rctx)
     no_overwrite = "noOverwrite" in parse_options(request.query_params, frozenset({"noOverwrite"}))
-    now = now_iso()
-    attrs = parse_fragment(fragment, rctx.compiled, now)
-    types = parse_types(fragment["type"], rctx.compiled) if "type" in fragment else None
-    change = changes.append(entity_id, attrs, now, no_overwrite, types)
-    outcome = await services(request).store.write(http.tenant_of(request), entity_id, change)
-    return update_result_response(outcome.result, rctx)
+    outcome = await services(request).store.write(
+        http.tenant_of(request), fragment.entity_id, changes.append(fragment, no_overwrite)
+    )
+    return update_result_response(outcome.result)
 
 
 async def update_attrs(request: Request) -> Response:
-    body, rctx = await _write_context(request)
-    entity_id = _entity_id(request)
-    fragment = _fragment_body(body, entity_id)
-    now = now_iso()
-    attrs = parse_fragment(fragment, rctx.compiled, now)
-    outcome = await services(request).store.write(http.tenant_of(request), entity_id, changes.update(entity_id, attrs, now))
-    return update_result_response(outcome.result, rctx)
+    body, rctx = await _write_context(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
+    fragment = _fragment(body, _entity_id(request), rctx)
+    outcome = await services(request).store.write(http.tenant_of(request), fragment.entity_id, changes.update(fragment))
+    return update_result_response(outcome.result)
 
 
 async def partial_update_attr(request: Request) -> Response:
-    body, rctx = await _write_context(request)
+    body, rctx = await _write_context(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
     entity_id = _entity_id(request)
     name = _attr_name(request, rctx)
     now = now_iso()
@@ -192,7 +179,8 @@ async def delete_attr(request: Request) -> Response:
     svc = services(request)
     entity_id = _entity_id(request)
     rctx = await http.request_context(request, svc.contexts)
-    name = _attr_name(request, rctx)
+    raw = request.path_params["attr"]
+    name = "scope" if raw == "scope" else _attr_name(request, rctx)
     dataset_id = request.query_params.get("datasetId")
     if dataset_id is not None:
         check_uri(dataset_id, "datasetId")
@@ -202,20 +190,33 @@ async def delete_attr(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _render_one(entity: dict[str, Any], rctx: http.RequestContext, request: Request) -> Any:
-    return render_entity(entity, rctx.compiled, render_options(request.query_params))
+async def missing_id(request: Request) -> Response:
+    raise BadRequestData(f"{request.method} needs an Entity id in the path: /ngsi-ld/v1/entities/{{entityId}}")
 
 
-ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/entities", query_entities, ["GET"]),
-    ("/entities", create_entity, ["POST"]),
-    ("/entities/{entity_id:path}/attrs/{attr}", partial_update_attr, ["PATCH"]),
-    ("/entities/{entity_id:path}/attrs/{attr}", replace_attr, ["PUT"]),
-    ("/entities/{entity_id:path}/attrs/{attr}", delete_attr, ["DELETE"]),
-    ("/entities/{entity_id:path}/attrs", append_attrs, ["POST"]),
-    ("/entities/{entity_id:path}/attrs", update_attrs, ["PATCH"]),
-    ("/entities/{entity_id:path}", retrieve_entity, ["GET"]),
-    ("/entities/{entity_id:path}", replace_entity, ["PUT"]),
-    ("/entities/{entity_id:path}", merge_entity, ["PATCH"]),
-    ("/entities/{entity_id:path}", delete_entity, ["DELETE"]),
+_QUERY = frozenset(
+    {"id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
+     "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "pick", "omit",
+     "local", "datasetId", "containedBy", "join", "joinLevel", "entityMap"}
+)
+_RETRIEVE = frozenset(
+    {"attrs", "type", "options", "format", "lang", "geometryProperty", "pick", "omit", "local", "datasetId",
+     "containedBy", "join", "joinLevel", "entityMap"}
+)
+_WRITE = frozenset({"options", "local"})
+_NONE: frozenset[str] = frozenset()
+
+ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
+    ("/entities", query_entities, ["GET"], _QUERY),
+    ("/entities", create_entity, ["POST"], _WRITE),
+    ("/entities", missing_id, ["PATCH", "PUT"], _WRITE),
+    ("/entities/{entity_id:path}/attrs/{attr}", partial_update_attr, ["PATCH"], _WRITE),
+    ("/entities/{entity_id:path}/attrs/{attr}", replace_attr, ["PUT"], _WRITE),
+    ("/entities/{entity_id:path}/attrs/{attr}", delete_attr, ["DELETE"], frozenset({"datasetId", "deleteAll", "lang", "local"})),
+    ("/entities/{entity_id:path}/attrs", append_attrs, ["POST"], _WRITE),
+    ("/entities/{entity_id:path}/attrs", update_attrs, ["PATCH"], _WRITE),
+    ("/entities/{entity_id:path}", retrieve_entity, ["GET"], _RETRIEVE),
+    ("/entities/{entity_id:path}", replace_entity, ["PUT"], _WRITE),
+    ("/entities/{entity_id:path}", merge_entity, ["PATCH"], _WRITE | {"format"}),
+    ("/entities/{entity_id:path}", delete_entity, ["DELETE"], frozenset({"type", "local"})),
 ]

@@ -164,6 +164,8 @@ async def request_context(
     media = _media_type(request.headers.get("content-type"))
     link = link_context(request)
     value: ContextValue | None
+    if body is not None and not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object")
     if body is not None and media == JSONLD:
         if link is not None:
             raise BadRequestData("A Link header @context is not allowed with Content-Type application/ld+json")

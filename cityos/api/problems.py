@@ -14,7 +14,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityos.errors import CityOSError, InternalError, InvalidRequest, MethodNotAllowed, ResourceNotFound
+from cityos.errors import (
+    CityOSError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ResourceNotFound,
+)
 
 __all__ = ["problem_body", "problem_response", "render_exception"]
 

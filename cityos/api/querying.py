@@ -5,6 +5,7 @@ Used by ``GET /entities``, ``GET /entities/{id}`` and ``POST /entityOperations/q
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from starlette.responses import Response
 from cityos.api import http
 from cityos.api.params import parse_csv, parse_ids, parse_paging
 from cityos.config import Settings
+from cityos.core.entities import check_name
 from cityos.core.geo import DEFAULT_GEOPROPERTY, GeoQuery, parse_geoq, parse_geoq_object
 from cityos.core.jsonld import CompiledContext
 from cityos.core.model import StoredEntity
@@ -49,6 +51,8 @@ class ProjectionSpec:
 
 def parse_projection(params: Mapping[str, Any], ctx: CompiledContext) -> ProjectionSpec:
     attrs = _names(params.get("attrs"))
+    if attrs is not None and any(a in _ENTITY_MEMBERS for a in attrs):
+        raise BadRequestData("attrs lists Attributes; id, type and scope are not Attributes")
     pick = _names(params.get("pick"))
     omit = _names(params.get("omit"))
     if pick is not None and omit is not None:
@@ -70,8 +74,6 @@ def _names(value: Any) -> list[str] | None:
     items = value if isinstance(value, list) else parse_csv(value)
     if not items or not all(isinstance(i, str) and i for i in items):
         raise BadRequestData(f"Invalid attribute list {value!r}")
-    from cityos.core.entities import check_name
-
     return [check_name(i) for i in items]
 
 
@@ -80,8 +82,9 @@ def entity_query(
 ) -> tuple[EntityQuery, ProjectionSpec]:
     """A GET /entities query (clause 6.4.3.1). One of id, idPattern, type, attrs, q or geoQ is needed."""
     projection = parse_projection(params, ctx)
-    if not any(k in params for k in ("id", "idPattern", "type", "attrs", "q", "georel", "pick")):
-        raise BadRequestData("A query needs at least one of type, id, idPattern, attrs, q or a geoQ")
+    # clause 6.4.3.2: type, attrs, q or geoQ must narrow the query; id alone does not.
+    if not any(k in params for k in ("type", "attrs", "q", "georel")):
+        raise BadRequestData("A query needs at least one of type, attrs, q or a geoQ")
     geo = parse_geoq(params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty"))
     paging = parse_paging(params, settings.default_limit, settings.max_limit)
     return _build(params, ctx, tenant, geo, projection, paging), projection
@@ -111,8 +114,6 @@ def _build(params: Mapping[str, Any], ctx: CompiledContext, tenant: str, geo: Ge
 
 
 def _check_regex(pattern: str) -> None:
-    import re
-
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -155,7 +156,8 @@ def _geojson(
     geometry_iri = rctx.compiled.expand(geometry_term)
     features = [_feature(e, r, geometry_iri) for e, r in zip(entities, rendered, strict=True)]
     body: Any = features[0] if single else {"type": "FeatureCollection", "features": features}
-    out_headers = {**(headers or {}), "Link": rctx.link_header()}
+    body["@context"] = rctx.body_context()
+    out_headers = dict(headers or {})
     return Response(orjson.dumps(body), media_type=http.GEOJSON, headers=out_headers)
 
 

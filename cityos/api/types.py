@@ -110,9 +110,10 @@ async def retrieve_attribute(request: Request) -> Response:
     return http.json_response(body, rctx)
 
 
-ROUTES: list[tuple[str, Any, list[str]]] = [
-    ("/types", list_types, ["GET"]),
-    ("/types/{type:path}", retrieve_type, ["GET"]),
-    ("/attributes", list_attributes, ["GET"]),
-    ("/attributes/{attr:path}", retrieve_attribute, ["GET"]),
+_DETAILS = frozenset({"details", "local", "limit", "offset"})
+ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
+    ("/types", list_types, ["GET"], _DETAILS),
+    ("/types/{type:path}", retrieve_type, ["GET"], _DETAILS),
+    ("/attributes", list_attributes, ["GET"], _DETAILS),
+    ("/attributes/{attr:path}", retrieve_attribute, ["GET"], _DETAILS),
 ]

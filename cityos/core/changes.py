@@ -6,18 +6,23 @@ CityOSError to refuse, and then nothing of that Entity is written.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from cityos.core import operations as ops
+from cityos.core.entities import NULL_URI, parse_fragment, parse_scope, parse_types
+from cityos.core.jsonld import CompiledContext
 from cityos.core.model import StoredAttribute, StoredEntity
 from cityos.errors import AlreadyExists, ResourceNotFound
 from cityos.storage.base import Change
 
 __all__ = [
+    "Fragment",
     "append",
     "create",
     "delete",
     "delete_attribute",
+    "fragment_from_body",
     "merge",
     "partial_update",
     "replace",
@@ -74,30 +79,60 @@ def _add_types(current: StoredEntity, types: list[str]) -> None:
         current["type"] = list(dict.fromkeys([*current["type"], *types]))
 
 
-def merge(entity_id: str, attrs: Attrs, now: str, types: list[str] | None = None, scope: list[str] | None = None) -> Change:
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """An Entity fragment of an update: attributes, and optionally types to add and a scope."""
+
+    entity_id: str
+    attrs: Attrs
+    now: str
+    types: list[str] = field(default_factory=list)
+    scope: list[str] | None = None
+
+
+def fragment_from_body(body: dict[str, Any], entity_id: str, ctx: CompiledContext, now: str) -> Fragment:
+    """An update's Entity fragment: attributes plus the optional type and scope members."""
+    types = parse_types(body["type"], ctx) if "type" in body else []
+    scope = parse_scope(body["scope"]) if "scope" in body and body["scope"] != NULL_URI else None
+    if body.get("scope") == NULL_URI:
+        scope = [NULL_URI]
+    return Fragment(entity_id, parse_fragment(body, ctx, now), now, types, scope)
+
+
+def _members(current: StoredEntity, fragment: Fragment, mode: str, result: ops.UpdateResult) -> None:
+    _add_types(current, fragment.types)
+    if fragment.scope is not None:
+        ops.apply_scope(current, fragment.scope, mode, result)
+
+
+def merge(fragment: Fragment) -> Change:
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
-        current = _existing(current, entity_id)
-        _add_types(current, types or [])
-        if scope is not None:
-            current["scope"] = scope
-        return current, ops.merge_entity(current, attrs, now)
+        current = _existing(current, fragment.entity_id)
+        result = ops.merge_entity(current, fragment.attrs, fragment.now)
+        _members(current, fragment, "merge", result)
+        return current, result
 
     return change
 
 
-def append(entity_id: str, attrs: Attrs, now: str, no_overwrite: bool, types: list[str] | None = None) -> Change:
+def append(fragment: Fragment, no_overwrite: bool) -> Change:
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
-        current = _existing(current, entity_id)
-        _add_types(current, types or [])
-        return current, ops.append_attrs(current, attrs, now, no_overwrite)
+        current = _existing(current, fragment.entity_id)
+        result = ops.append_attrs(current, fragment.attrs, fragment.now, no_overwrite)
+        _members(current, fragment, "append", result)
+        current["modifiedAt"] = fragment.now
+        return current, result
 
     return change
 
 
-def update(entity_id: str, attrs: Attrs, now: str) -> Change:
+def update(fragment: Fragment) -> Change:
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
-        current = _existing(current, entity_id)
-        return current, ops.update_attrs(current, attrs, now)
+        current = _existing(current, fragment.entity_id)
+        result = ops.update_attrs(current, fragment.attrs, fragment.now)
+        _members(current, fragment, "update", result)
+        current["modifiedAt"] = fragment.now
+        return current, result
 
     return change
 

@@ -14,7 +14,7 @@ from typing import Any
 from cityos.core import geo
 from cityos.core.jsonld import CompiledContext, is_absolute_iri
 from cityos.core.model import ATTRIBUTE_TYPES, VALUE_MEMBER, StoredAttribute, StoredEntity
-from cityos.errors import BadRequestData
+from cityos.errors import BadRequestData, InvalidRequest
 
 __all__ = [
     "ENTITY_MEMBERS",
@@ -23,6 +23,7 @@ __all__ = [
     "check_name",
     "check_uri",
     "is_datetime",
+    "is_null",
     "parse_attribute",
     "parse_entity",
     "parse_fragment",
@@ -68,13 +69,17 @@ def parse_types(value: object, ctx: CompiledContext) -> list[str]:
     types = value if isinstance(value, list) else [value]
     if not types:
         raise BadRequestData("Entity type must not be empty")
-    return list(dict.fromkeys(ctx.expand(check_name(t, "Entity type")) for t in types))
+    expanded = [ctx.expand(check_name(t, "Entity type")) for t in types]
+    for term, iri in zip(types, expanded, strict=True):
+        if iri.startswith("@") or not is_absolute_iri(iri):
+            raise BadRequestData(f"Entity type {term!r} does not expand to an IRI")
+    return list(dict.fromkeys(expanded))
 
 
 def parse_entity(body: object, ctx: CompiledContext, now: str, *, require_type: bool = True) -> StoredEntity:
     """An Entity for create, replace or upsert. Its id and (unless told otherwise) type are required."""
     if not isinstance(body, dict):
-        raise BadRequestData("An Entity must be a JSON object")
+        raise InvalidRequest("An Entity must be a JSON object")
     entity_id = body.get("id", body.get("@id"))
     if entity_id is None:
         raise BadRequestData("The Entity has no id")
@@ -97,7 +102,10 @@ def parse_fragment(body: dict[str, Any], ctx: CompiledContext, now: str) -> dict
         if name in ENTITY_MEMBERS:
             continue
         check_name(name)
-        attrs[ctx.expand(name)] = parse_attribute(name, value, ctx, now)
+        iri = ctx.expand(name)
+        if iri.startswith("@"):
+            raise BadRequestData(f"Attribute name {name!r} expands to the JSON-LD keyword {iri}")
+        attrs[iri] = parse_attribute(name, value, ctx, now)
     return attrs
 
 
@@ -153,6 +161,15 @@ def _parse_instance(name: str, value: Any, ctx: CompiledContext, now: str) -> St
     return inst
 
 
+def is_null(v: Any) -> bool:
+    """The NGSI-LD null (clause 4.5.0): ``urn:ngsi-ld:null`` in the member's own shape."""
+    if v == NULL_URI:
+        return True
+    if isinstance(v, dict) and len(v) == 1:
+        return next(iter(v.values())) == NULL_URI
+    return isinstance(v, list) and v == [NULL_URI]
+
+
 def _main_value(name: str, attr_type: str, value: dict[str, Any], ctx: CompiledContext) -> Any:
     member = VALUE_MEMBER[attr_type]
     if member not in value:
@@ -160,6 +177,8 @@ def _main_value(name: str, attr_type: str, value: dict[str, Any], ctx: CompiledC
     v = value[member]
     if v is None:
         raise BadRequestData(f"Attribute {name} has a null {member}")
+    if is_null(v):
+        return NULL_URI
     checker = _CHECKS.get(attr_type)
     return checker(name, v, ctx) if checker else v
 

@@ -17,6 +17,7 @@ from cityos.errors import ResourceNotFound
 __all__ = [
     "UpdateResult",
     "append_attrs",
+    "apply_scope",
     "delete_attr",
     "merge_entity",
     "partial_update_attr",
@@ -149,13 +150,20 @@ def partial_update_attr(entity: StoredEntity, name: str, fragment: StoredAttribu
     """PATCH /entities/{id}/attrs/{attrId} (clause 5.6.4): members of one instance change."""
     existing = entity.get("attrs", {}).get(name)
     old = next((o for o in existing or [] if _key(o) == _key(fragment)), None)
-    if old is None:
+    if old is None or existing is None:
         raise ResourceNotFound(f"Entity {entity['id']} has no attribute {name}{_dataset_text(_key(fragment))}")
+    if fragment.get("value") == NULL_URI:
+        # clause 5.6.4 with 4.5.0: the NGSI-LD null deletes the instance.
+        existing.remove(old)
+        if not existing:
+            del entity["attrs"][name]
+        _touch(entity, now)
+        return
     if "type" in fragment and fragment["type"] != old["type"]:
         merged = fragment
     else:
         merged = _merge_members(old, fragment, now)
-    _put_instance(existing, merged)  # type: ignore[arg-type]
+    _put_instance(existing, merged)
     _touch(entity, now)
 
 
@@ -170,7 +178,13 @@ def replace_attr(entity: StoredEntity, name: str, instances: list[StoredAttribut
 
 
 def delete_attr(entity: StoredEntity, name: str, dataset_id: str | None, delete_all: bool, now: str) -> None:
-    """DELETE /entities/{id}/attrs/{attrId} (clause 5.6.5)."""
+    """DELETE /entities/{id}/attrs/{attrId} (clause 5.6.5); ``scope`` deletes the Entity's scope."""
+    if name == "scope":
+        if "scope" not in entity:
+            raise ResourceNotFound(f"Entity {entity['id']} has no scope")
+        del entity["scope"]
+        _touch(entity, now)
+        return
     attrs = entity.get("attrs", {})
     existing = attrs.get(name)
     if not existing:
@@ -186,6 +200,20 @@ def delete_attr(entity: StoredEntity, name: str, dataset_id: str | None, delete_
         else:
             del attrs[name]
     _touch(entity, now)
+
+
+def apply_scope(entity: StoredEntity, scope: list[str], mode: str, result: UpdateResult) -> None:
+    """Scope in an update (clause 4.18): appended, replaced only if present, or merged."""
+    if mode == "append":
+        entity["scope"] = list(dict.fromkeys([*entity.get("scope", []), *scope]))
+    elif mode == "update" and "scope" not in entity:
+        result.not_updated.append(("scope", "The Entity has no scope"))
+        return
+    elif scope == [NULL_URI]:
+        entity.pop("scope", None)
+    else:
+        entity["scope"] = scope
+    result.updated.append("scope")
 
 
 def _dataset_text(dataset_id: str | None) -> str:

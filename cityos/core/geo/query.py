@@ -184,9 +184,7 @@ def _parse_geoproperty(value: object) -> str:
     if value is None:
         return DEFAULT_GEOPROPERTY
     if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-        raise BadRequestData(
-            f"Invalid geoproperty {short_json(value)}: expected an attribute name"
-        )
+        raise BadRequestData(f"Invalid geoproperty {short_json(value)}: expected an attribute name")
     return value
 
 

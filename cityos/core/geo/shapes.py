@@ -77,7 +77,8 @@ def project(geom: shapely.Geometry, origin: Position) -> shapely.Geometry:
     offset = np.array(origin)
 
     def to_metres(coords: NDArray[np.float64]) -> NDArray[np.float64]:
-        return (coords - offset) * scale
+        metres: NDArray[np.float64] = (coords - offset) * scale
+        return metres
 
     return shapely.transform(geom, to_metres)
 

@@ -205,7 +205,7 @@ class ScopeAnd:
 
     def render(self) -> str:
         # Clause 4.19 only allows a conjunction inside parentheses.
-        return "(" + ";".join(term.render() for term in self.terms) + ")"
+        return "(" + ";".join(_grouped(term, ScopeOr) for term in self.terms) + ")"
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ class TypeAnd:
 
     def render(self) -> str:
         # Clause 4.17 only allows a conjunction inside parentheses.
-        return "(" + ";".join(term.render() for term in self.terms) + ")"
+        return "(" + ";".join(_grouped(term, TypeOr) for term in self.terms) + ")"
 
 
 @dataclass(frozen=True)

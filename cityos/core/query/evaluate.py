@@ -14,7 +14,8 @@ Semantics (GS CIM 009 V1.8.1, clause 4.9), shared with the SQL translation:
 - ``==`` (a value, a list or a range) also matches when any element of an array target
   matches. ``!=`` is ``==`` negated, for a target that exists: ``color!="red"`` matches
   ``"blue"``, ``5`` and ``["blue"]``, not ``["blue", "red"]`` nor a missing attribute.
-- ``>``, ``>=``, ``<``, ``<=`` never match arrays, nor the object of a Relationship.
+- ``>``, ``>=``, ``<``, ``<=`` never match arrays, nor the object of a Relationship
+  (clause 4.9 allows it only ``==`` and ``!=``; patterns on it are kept as an extension).
 - ``~=`` is ``re.search`` on a string, or on any string element of an array; ``!~=``
   matches a string that does not match, or an array holding strings none of which
   match. Non-strings never match either.
@@ -55,7 +56,7 @@ from cityos.core.query.scope import scope_term_regex
 __all__ = ["match_attrs", "match_q", "match_scope", "match_types", "target_value"]
 
 _MISSING: Any = object()
-TEMPORAL_KINDS = frozenset({LiteralKind.DATE_TIME, LiteralKind.DATE, LiteralKind.TIME})
+_TEMPORAL_KINDS = frozenset({LiteralKind.DATE_TIME, LiteralKind.DATE, LiteralKind.TIME})
 
 _ORDER: dict[CompareOp, Callable[[Any, Any], bool]] = {
     CompareOp.GREATER: lambda a, b: a > b,
@@ -133,7 +134,7 @@ def _first(node: Any) -> Any:
 
 def _comparable(value: Any, kind: LiteralKind) -> Any:
     """``value`` if it is of the literal's kind (a typed literal's ``@value`` for dates)."""
-    if kind in TEMPORAL_KINDS:
+    if kind in _TEMPORAL_KINDS:
         if isinstance(value, dict):
             value = value.get("@value")
         return value if isinstance(value, str) else _MISSING

@@ -70,7 +70,7 @@ _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?", re.ASCII)
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s;|),\"\\\x00-\x1f\x7f]+")
 _OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "!~=", "~=")  # longest first where shared
 _TERM_END = ("", ";", "|", ")")
-_KEY_EXTRA = "_-@:"
+_KEY_PATH = re.compile(r"[\w\-@:]+(?:\.[\w\-@:]+)*")
 
 
 class Cursor:
@@ -247,27 +247,15 @@ def _parse_path(cursor: Cursor) -> AttrPath:
     member = names.pop() if len(names) > 1 and names[-1] in INSTANCE_MEMBERS else None
     keys: list[str] = []
     while cursor.eat("["):
-        keys.extend(_parse_keys(cursor))
+        trail = cursor.match(_KEY_PATH)
+        if trail is None:
+            raise cursor.error("expected a compound value key")
+        cursor.pos += len(trail)
+        keys.extend(trail.split("."))
         cursor.expect("]", "expected ']'")
     if member and keys:
         raise cursor.error(f"member {member} has no compound value to address")
     return AttrPath(names[0], tuple(names[1:]), member, tuple(keys))
-
-
-def _parse_keys(cursor: Cursor) -> list[str]:
-    keys = [_parse_key(cursor)]
-    while cursor.eat("."):
-        keys.append(_parse_key(cursor))
-    return keys
-
-
-def _parse_key(cursor: Cursor) -> str:
-    start = cursor.pos
-    while cursor.peek() and (cursor.peek().isalnum() or cursor.peek() in _KEY_EXTRA):
-        cursor.pos += 1
-    if cursor.pos == start:
-        raise cursor.error("expected a compound value key")
-    return cursor.text[start : cursor.pos]
 
 
 def _parse_value(cursor: Cursor, op: CompareOp) -> QValue:
@@ -301,13 +289,16 @@ def _make_range(cursor: Cursor, low: QLiteral, high: QLiteral) -> QRange:
 def _parse_literal(cursor: Cursor) -> QLiteral:
     if cursor.peek() == '"':
         return QLiteral(LiteralKind.STRING, parse_json_string(cursor))
-    for kind, pattern in _UNQUOTED:
-        token = cursor.match(pattern)
-        if token is not None and _value_ends(cursor, cursor.pos + len(token)):
-            literal = QLiteral(kind, _convert(cursor, kind, token))
-            cursor.pos += len(token)
-            return literal
-    raise cursor.error("expected a value")
+    found = [(kind, token) for kind, pattern in _UNQUOTED if (token := cursor.match(pattern))]
+    if not found:
+        raise cursor.error("expected a value")
+    # The first kind whose token ends where a value may end; else the caller reports
+    # what follows the first token found.
+    ended = [(kind, token) for kind, token in found if _value_ends(cursor, cursor.pos + len(token))]
+    kind, token = (ended or found)[0]
+    literal = QLiteral(kind, _convert(cursor, kind, token))
+    cursor.pos += len(token)
+    return literal
 
 
 def _value_ends(cursor: Cursor, pos: int) -> bool:
@@ -317,9 +308,12 @@ def _value_ends(cursor: Cursor, pos: int) -> bool:
 
 def _convert(cursor: Cursor, kind: LiteralKind, token: str) -> str | int | float | bool:
     try:
-        return _CONVERTERS[kind](token)
+        if kind is LiteralKind.NUMBER:
+            return _to_number(token)
+        _TEMPORAL_CHECKS.get(kind, str)(token)
     except ValueError as exc:
         raise cursor.error(f"invalid {kind.value} {token} ({exc})") from None
+    return token == "true" if kind is LiteralKind.BOOLEAN else token
 
 
 def _to_number(token: str) -> int | float:
@@ -335,14 +329,6 @@ def _to_number(token: str) -> int | float:
     return value
 
 
-def _checked(check: Callable[[str], object]) -> Callable[[str], str]:
-    def convert(token: str) -> str:
-        check(token)
-        return token
-
-    return convert
-
-
 _UNQUOTED: tuple[tuple[LiteralKind, re.Pattern[str]], ...] = (
     (LiteralKind.DATE_TIME, _DATE_TIME),
     (LiteralKind.DATE, _DATE),
@@ -352,13 +338,10 @@ _UNQUOTED: tuple[tuple[LiteralKind, re.Pattern[str]], ...] = (
     (LiteralKind.URI, _URI),
 )
 
-_CONVERTERS: dict[LiteralKind, Callable[[str], str | int | float | bool]] = {
-    LiteralKind.DATE_TIME: _checked(datetime.fromisoformat),
-    LiteralKind.DATE: _checked(date.fromisoformat),
-    LiteralKind.TIME: _checked(time.fromisoformat),
-    LiteralKind.NUMBER: _to_number,
-    LiteralKind.BOOLEAN: lambda token: token == "true",
-    LiteralKind.URI: str,
+_TEMPORAL_CHECKS: dict[LiteralKind, Callable[[str], object]] = {
+    LiteralKind.DATE_TIME: datetime.fromisoformat,
+    LiteralKind.DATE: date.fromisoformat,
+    LiteralKind.TIME: time.fromisoformat,
 }
 
 
