@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from cityos.api import http
 from cityos.api.deps import now_iso, services
-from cityos.api.params import parse_options, parse_paging, render_options
+from cityos.api.params import parse_options, parse_paging
 from cityos.api.problems import problem_body
 from cityos.api.querying import ProjectionSpec, geo_from_body, parse_projection, render_entities
 from cityos.core import changes
@@ -207,8 +207,9 @@ async def batch_query(request: Request) -> Response:
     entities = _merge_pages(pages, paging.offset, paging.limit)
     count = sum(p.count or 0 for p in pages)
     headers = {"NGSILD-Results-Count": str(count)} if paging.count else None
-    opts = render_options(request.query_params, projection.attrs)
-    return render_entities(entities, rctx, opts, request.query_params, projection=projection, headers=headers)
+    return await render_entities(
+        entities, rctx, request.query_params, projection=projection, store=svc.store, tenant=tenant, headers=headers
+    )
 
 
 def _merge_pages(pages: list[Any], offset: int, limit: int) -> list[Any]:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from cityos.api import http
 from cityos.api.deps import services
 from cityos.api.params import parse_flag
-from cityos.errors import BadRequestData
+from cityos.errors import BadRequestData, InvalidRequest
 
 __all__ = ["ROUTES"]
 
@@ -35,12 +35,12 @@ async def add_context(request: Request) -> Response:
     svc = services(request)
     body = await http.read_json(request, svc.settings.max_body_bytes)
     if not isinstance(body, dict) or "@context" not in body:
-        raise BadRequestData("The body must be a JSON object with an @context member")
+        raise InvalidRequest("The body must be a JSON object with an @context member")
     document = body["@context"]
     if not isinstance(document, dict | list):
         raise BadRequestData("The @context to host must be an object or an array")
     entry = await svc.contexts.add_hosted(document)
-    return Response(status_code=201, headers={"Location": entry.url})
+    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/jsonldContexts/{entry.local_id}"})
 
 
 async def retrieve_context(request: Request) -> Response:

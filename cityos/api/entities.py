@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from cityos.api import http
 from cityos.api.deps import now_iso, services
-from cityos.api.params import parse_flag, parse_options, render_options
+from cityos.api.params import parse_flag, parse_options
 from cityos.api.querying import entity_query, parse_projection, render_entities
 from cityos.core import changes
 from cityos.core.entities import check_name, check_uri, parse_attribute, parse_entity
@@ -73,8 +73,12 @@ async def retrieve_entity(request: Request) -> Response:
     entity = await svc.store.get_entity(tenant, entity_id)
     if "attrs" in request.query_params and not any(a in entity.get("attrs", {}) for a in projection.attrs or []):
         raise ResourceNotFound(f"Entity {entity_id} has none of the attributes {request.query_params['attrs']}")
-    opts = render_options(request.query_params, projection.attrs)
-    return render_entities([entity], rctx, opts, request.query_params, projection=projection, single=True)
+    response = await render_entities(
+        [entity], rctx, request.query_params, projection=projection, store=svc.store, tenant=tenant, single=True
+    )
+    if response.body == b"{}":
+        raise ResourceNotFound(f"Entity {entity_id} has nothing left after pick/omit")
+    return response
 
 
 async def query_entities(request: Request) -> Response:
@@ -84,9 +88,10 @@ async def query_entities(request: Request) -> Response:
     query, projection = entity_query(request.query_params, rctx.compiled, http.tenant_of(request), svc.settings)
     await http.require_tenant(request, await svc.store.tenant_exists(query.tenant))
     page = await svc.store.query_entities(query)
-    opts = render_options(request.query_params, projection.attrs)
     headers = {} if page.count is None else {"NGSILD-Results-Count": str(page.count)}
-    return render_entities(page.entities, rctx, opts, request.query_params, projection=projection, headers=headers)
+    return await render_entities(
+        page.entities, rctx, request.query_params, projection=projection, store=svc.store, tenant=query.tenant, headers=headers
+    )
 
 
 async def replace_entity(request: Request) -> Response:

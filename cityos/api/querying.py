@@ -14,7 +14,15 @@ import orjson
 from starlette.responses import Response
 
 from cityos.api import http
-from cityos.api.params import parse_csv, parse_ids, parse_paging
+from cityos.api.linked import (
+    Shape,
+    TreeRenderer,
+    collect_linked,
+    parse_join,
+    parse_shape,
+    render_tree,
+)
+from cityos.api.params import parse_csv, parse_ids, parse_paging, render_options
 from cityos.config import Settings
 from cityos.core.entities import check_name
 from cityos.core.geo import DEFAULT_GEOPROPERTY, GeoQuery, parse_geoq, parse_geoq_object
@@ -24,9 +32,8 @@ from cityos.core.query.q import expand_q, parse_q
 from cityos.core.query.scope import parse_scope_q
 from cityos.core.query.typeexpr import expand_types
 from cityos.core.query.typeexpr import parse_types as parse_type_expression
-from cityos.core.render import RenderOptions, render_entity
 from cityos.errors import BadRequestData
-from cityos.storage.base import EntityQuery
+from cityos.storage.base import EntityQuery, Store
 
 __all__ = ["ProjectionSpec", "entity_query", "parse_projection", "render_entities"]
 
@@ -35,37 +42,19 @@ _ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "mo
 
 @dataclass(frozen=True, slots=True)
 class ProjectionSpec:
-    """What to keep of each Entity: ``attrs`` (expanded), and ``pick``/``omit`` (clause 4.21)."""
+    """What to keep of each Entity: ``attrs`` (expanded) and ``pick``/``omit`` (clause 4.21)."""
 
     attrs: list[str] | None = None
-    pick: frozenset[str] | None = None
-    omit: frozenset[str] | None = None
-
-    def apply(self, rendered: dict[str, Any]) -> dict[str, Any]:
-        if self.pick is not None:
-            return {k: v for k, v in rendered.items() if k in self.pick}
-        if self.omit is not None:
-            return {k: v for k, v in rendered.items() if k not in self.omit}
-        return rendered
+    shape: Shape = Shape()
 
 
 def parse_projection(params: Mapping[str, Any], ctx: CompiledContext) -> ProjectionSpec:
     attrs = _names(params.get("attrs"))
     if attrs is not None and any(a in _ENTITY_MEMBERS for a in attrs):
         raise BadRequestData("attrs lists Attributes; id, type and scope are not Attributes")
-    pick = _names(params.get("pick"))
-    omit = _names(params.get("omit"))
-    if pick is not None and omit is not None:
-        raise BadRequestData("pick and omit cannot be used together")
+    shape = parse_shape(params)
     expanded = [ctx.expand(a) for a in attrs] if attrs is not None else None
-    if pick is not None:
-        picked = [ctx.expand(a) for a in pick if a not in _ENTITY_MEMBERS]
-        expanded = picked if expanded is None else [a for a in expanded if a in picked]
-    return ProjectionSpec(
-        attrs=expanded,
-        pick=frozenset(pick) if pick is not None else None,
-        omit=frozenset(omit) if omit is not None else None,
-    )
+    return ProjectionSpec(attrs=expanded, shape=shape)
 
 
 def _names(value: Any) -> list[str] | None:
@@ -127,20 +116,29 @@ def geo_from_body(body: Mapping[str, Any]) -> GeoQuery | None:
     return parse_geoq_object(geo_q)
 
 
-def render_entities(
+async def render_entities(
     entities: list[StoredEntity],
     rctx: http.RequestContext,
-    opts: RenderOptions,
     params: Mapping[str, str],
     *,
     projection: ProjectionSpec,
+    store: Store,
+    tenant: str,
     single: bool = False,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    rendered = [projection.apply(render_entity(e, rctx.compiled, opts)) for e in entities]
+    """Renders Entities with their representation, projection and linked Entities."""
+    opts = render_options(params, projection.attrs)
+    join = None if rctx.accept == http.GEOJSON else parse_join(params)
+    linked: dict[str, StoredEntity] = {}
+    if join is not None:
+        linked = await collect_linked(store, tenant, entities, join.level)
+    renderer = TreeRenderer(rctx.compiled, opts, linked, join)
+    rendered = render_tree(entities, renderer, projection.shape)
     if rctx.accept == http.GEOJSON:
         return _geojson(entities, rendered, rctx, params, single, headers)
-    return http.json_response(rendered[0] if single else rendered, rctx, headers=headers)
+    body: Any = rendered[0] if single and (join is None or join.mode != "flat") else rendered
+    return http.json_response(body, rctx, headers=headers)
 
 
 def _geojson(

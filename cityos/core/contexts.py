@@ -77,7 +77,7 @@ class ContextEntry:
             "kind": self.kind,
             "createdAt": self.created_at,
         }
-        if self.kind == "Cached":
+        if self.kind in ("Cached", "Hosted"):
             out["lastUsage"] = self.last_usage or self.created_at
             out["numberOfHits"] = self.hits
         return out
@@ -129,7 +129,7 @@ class ContextRegistry:
     def _touch(self, value: ContextValue) -> None:
         for url in [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] if isinstance(value, list) else []:
             entry = self._entries.get(url)
-            if entry is not None and entry.kind == "Cached":
+            if entry is not None:
                 entry.hits += 1
                 entry.last_usage = _now()
 

@@ -91,9 +91,15 @@ def update_attrs(entity: StoredEntity, attrs: Attrs, now: str) -> UpdateResult:
             if existing is None or not any(_key(o) == _key(inst) for o in existing):
                 result.not_updated.append((name, "Attribute does not exist"))
                 continue
-            _put_instance(existing, inst)
+            if inst.get("value") == NULL_URI:  # clause 4.5.0: the NGSI-LD null deletes
+                existing[:] = [o for o in existing if _key(o) != _key(inst)]
+            else:
+                _put_instance(existing, inst)
             if name not in result.updated:
                 result.updated.append(name)
+    for name in result.updated:
+        if not current.get(name):
+            current.pop(name, None)
     if result.updated:
         _touch(entity, now)
     return result
