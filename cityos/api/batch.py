@@ -138,7 +138,7 @@ async def batch_upsert(request: Request) -> Response:
 
 
 async def batch_update(request: Request) -> Response:
-    """Batch update (clause 5.6.9): an Entity whose attributes were not all updated is an error."""
+    """Batch update (clause 5.6.9): an Entity of which nothing could be updated is an error."""
     body, contexts = await _batch_body(request)
     no_overwrite = "noOverwrite" in parse_options(request.query_params, frozenset({"noOverwrite"}))
     now = now_iso()
@@ -154,7 +154,7 @@ async def batch_update(request: Request) -> Response:
 def _strict(change: Change) -> Change:
     def strict(current: Any) -> Any:
         after, result = change(current)
-        if result.not_updated:
+        if result.not_updated and not result.updated:
             names = ", ".join(n for n, _ in result.not_updated)
             raise BadRequestData(f"Attributes were not updated: {names} ({result.not_updated[0][1]})")
         return after, result

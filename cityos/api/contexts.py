@@ -44,14 +44,12 @@ async def add_context(request: Request) -> Response:
 
 
 async def retrieve_context(request: Request) -> Response:
-    http.negotiate(request)
+    accept = http.negotiate(request)
     registry = services(request).contexts
     entry = registry.find(unquote(request.path_params["context_id"]))
     if parse_flag(request.query_params, "details"):
         return http.json_response(entry.details(), None)
-    return Response(
-        _dump({"@context": registry.builtin_document(entry)}), media_type=http.JSONLD
-    )
+    return Response(_dump({"@context": registry.builtin_document(entry)}), media_type=accept)
 
 
 def _dump(value: Any) -> bytes:

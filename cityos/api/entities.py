@@ -6,6 +6,7 @@ update semantics here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -14,12 +15,19 @@ from starlette.responses import Response
 
 from cityos.api import http
 from cityos.api.deps import now_iso, services
-from cityos.api.params import parse_flag, parse_options
+from cityos.api.params import parse_csv, parse_flag, parse_options
 from cityos.api.querying import entity_query, parse_projection, render_entities
 from cityos.core import changes
-from cityos.core.entities import check_name, check_uri, parse_attribute, parse_entity
+from cityos.core.entities import (
+    check_name,
+    check_uri,
+    parse_attribute,
+    parse_attribute_fragment,
+    parse_entity,
+)
 from cityos.core.operations import UpdateResult
 from cityos.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from cityos.storage.base import Change
 
 __all__ = ["ROUTES"]
 
@@ -155,18 +163,7 @@ async def partial_update_attr(request: Request) -> Response:
 
 def _partial_fragments(raw_name: str, body: Any, rctx: http.RequestContext, now: str) -> list[dict[str, Any]]:
     items = body if isinstance(body, list) else [body]
-    out = []
-    for item in items:
-        if not isinstance(item, dict) or not item:
-            raise BadRequestData("An attribute fragment must be a non-empty JSON object")
-        parsed = parse_attribute(raw_name, item if "type" in item else {**item}, rctx.compiled, now)[0]
-        if "type" not in item:
-            parsed.pop("type", None)
-        parsed.pop("createdAt", None)
-        if "value" not in item and parsed.get("type") != "Relationship" and "object" not in item:
-            parsed.pop("value", None)
-        out.append(parsed)
-    return out
+    return [parse_attribute_fragment(raw_name, item, rctx.compiled, now) for item in items]
 
 
 async def replace_attr(request: Request) -> Response:
@@ -195,6 +192,36 @@ async def delete_attr(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def purge_entities(request: Request) -> Response:
+    """DELETE /entities (clause 5.6.21, V1.9.1): delete the matching Entities, or with
+    ``drop``/``keep`` only remove attributes from them."""
+    svc = services(request)
+    params = request.query_params
+    if not any(k in params for k in ("type", "id", "idPattern", "q", "scopeQ", "georel", "attrs")):
+        raise BadRequestData("Purging needs at least one of type, id, idPattern, q, scopeQ or a geoQ")
+    if "drop" in params and "keep" in params:
+        raise BadRequestData("drop and keep cannot be used together")
+    rctx = await http.request_context(request, svc.contexts)
+    tenant = await http.require_tenant(request, await svc.store.tenant_exists(http.tenant_of(request)))
+    query, _ = entity_query({**params, "limit": str(svc.settings.max_limit)}, rctx.compiled, tenant, svc.settings)
+    matched: list[str] = []
+    while True:
+        page = await svc.store.query_entities(replace(query, offset=len(matched)))
+        matched += [e["id"] for e in page.entities]
+        if len(page.entities) < query.limit:
+            break
+    attrs = {k: [rctx.compiled.expand(a) for a in parse_csv(params[k])] for k in ("drop", "keep") if k in params}
+    now = now_iso()
+
+    def change(entity_id: str) -> Change:
+        if not attrs:
+            return changes.delete(entity_id)
+        return changes.prune(entity_id, attrs.get("drop"), attrs.get("keep"), now)
+
+    await svc.store.write_many(tenant, [(i, change(i)) for i in matched])
+    return Response(status_code=204)
+
+
 async def missing_id(request: Request) -> Response:
     raise BadRequestData(f"{request.method} needs an Entity id in the path: /ngsi-ld/v1/entities/{{entityId}}")
 
@@ -202,7 +229,7 @@ async def missing_id(request: Request) -> Response:
 _QUERY = frozenset(
     {"id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
      "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "pick", "omit",
-     "local", "datasetId", "containedBy", "join", "joinLevel", "entityMap"}
+     "local", "datasetId", "containedBy", "join", "joinLevel", "entityMap", "orderBy"}
 )
 _RETRIEVE = frozenset(
     {"attrs", "type", "options", "format", "lang", "geometryProperty", "pick", "omit", "local", "datasetId",
@@ -215,13 +242,14 @@ ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
     ("/entities", query_entities, ["GET"], _QUERY),
     ("/entities", create_entity, ["POST"], _WRITE),
     ("/entities", missing_id, ["PATCH", "PUT"], _WRITE),
-    ("/entities/{entity_id:path}/attrs/{attr}", partial_update_attr, ["PATCH"], _WRITE),
-    ("/entities/{entity_id:path}/attrs/{attr}", replace_attr, ["PUT"], _WRITE),
-    ("/entities/{entity_id:path}/attrs/{attr}", delete_attr, ["DELETE"], frozenset({"datasetId", "deleteAll", "lang", "local"})),
-    ("/entities/{entity_id:path}/attrs", append_attrs, ["POST"], _WRITE),
-    ("/entities/{entity_id:path}/attrs", update_attrs, ["PATCH"], _WRITE),
-    ("/entities/{entity_id:path}", retrieve_entity, ["GET"], _RETRIEVE),
-    ("/entities/{entity_id:path}", replace_entity, ["PUT"], _WRITE),
-    ("/entities/{entity_id:path}", merge_entity, ["PATCH"], _WRITE | {"format"}),
-    ("/entities/{entity_id:path}", delete_entity, ["DELETE"], frozenset({"type", "local"})),
+    ("/entities", purge_entities, ["DELETE"], _QUERY | {"drop", "keep"}),
+    ("/entities/{entity_id}/attrs/{attr}", partial_update_attr, ["PATCH"], _WRITE),
+    ("/entities/{entity_id}/attrs/{attr}", replace_attr, ["PUT"], _WRITE),
+    ("/entities/{entity_id}/attrs/{attr}", delete_attr, ["DELETE"], frozenset({"datasetId", "deleteAll", "lang", "local"})),
+    ("/entities/{entity_id}/attrs", append_attrs, ["POST"], _WRITE),
+    ("/entities/{entity_id}/attrs", update_attrs, ["PATCH"], _WRITE),
+    ("/entities/{entity_id}", retrieve_entity, ["GET"], _RETRIEVE),
+    ("/entities/{entity_id}", replace_entity, ["PUT"], _WRITE),
+    ("/entities/{entity_id}", merge_entity, ["PATCH"], _WRITE | {"format"}),
+    ("/entities/{entity_id}", delete_entity, ["DELETE"], frozenset({"type", "local"})),
 ]

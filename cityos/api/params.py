@@ -62,7 +62,11 @@ def render_options(params: Mapping[str, str], attrs: list[str] | None = None) ->
     lang = params.get("lang")
     if lang is not None and not lang.strip():
         raise BadRequestData("Parameter lang must not be empty")
-    return RenderOptions(format=fmt, sys_attrs="sysAttrs" in options, lang=lang, attrs=attrs)
+    datasets = params.get("datasetId")
+    dataset_ids = None
+    if datasets is not None:
+        dataset_ids = frozenset(None if d == "@none" else check_uri(d, "datasetId") for d in parse_csv(datasets))
+    return RenderOptions(format=fmt, sys_attrs="sysAttrs" in options, lang=lang, attrs=attrs, dataset_ids=dataset_ids)
 
 
 @dataclass(frozen=True, slots=True)

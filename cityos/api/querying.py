@@ -28,6 +28,7 @@ from cityos.core.entities import check_name
 from cityos.core.geo import DEFAULT_GEOPROPERTY, GeoQuery, parse_geoq, parse_geoq_object
 from cityos.core.jsonld import CompiledContext
 from cityos.core.model import StoredEntity
+from cityos.core.query.orderby import expand_order, parse_order_by
 from cityos.core.query.q import expand_q, parse_q
 from cityos.core.query.scope import parse_scope_q
 from cityos.core.query.typeexpr import expand_types
@@ -96,6 +97,7 @@ def _build(params: Mapping[str, Any], ctx: CompiledContext, tenant: str, geo: Ge
         geo=geo,
         geoproperty=ctx.expand(geo.geoproperty or DEFAULT_GEOPROPERTY) if geo else None,
         attrs=projection.attrs if params.get("attrs") is not None else [],
+        order_by=expand_order(parse_order_by(params["orderBy"]), ctx.expand) if params.get("orderBy") else (),
         limit=paging.limit,
         offset=paging.offset,
         count=paging.count,
@@ -137,7 +139,7 @@ async def render_entities(
     rendered = render_tree(entities, renderer, projection.shape)
     if rctx.accept == http.GEOJSON:
         return _geojson(entities, rendered, rctx, params, single, headers)
-    body: Any = rendered[0] if single and (join is None or join.mode != "flat") else rendered
+    body: Any = rendered[0] if single and len(rendered) == 1 else rendered
     return http.json_response(body, rctx, headers=headers)
 
 

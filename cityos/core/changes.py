@@ -25,6 +25,7 @@ __all__ = [
     "fragment_from_body",
     "merge",
     "partial_update",
+    "prune",
     "replace",
     "replace_attribute",
     "update",
@@ -119,7 +120,7 @@ def append(fragment: Fragment, no_overwrite: bool) -> Change:
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
         current = _existing(current, fragment.entity_id)
         result = ops.append_attrs(current, fragment.attrs, fragment.now, no_overwrite)
-        _members(current, fragment, "append", result)
+        _members(current, fragment, "append-keep" if no_overwrite else "append", result)
         current["modifiedAt"] = fragment.now
         return current, result
 
@@ -161,6 +162,22 @@ def delete_attribute(entity_id: str, name: str, dataset_id: str | None, delete_a
         current = _existing(current, entity_id)
         ops.delete_attr(current, name, dataset_id, delete_all, now)
         return current, None
+
+    return change
+
+
+def prune(entity_id: str, drop: list[str] | None, keep: list[str] | None, now: str) -> Change:
+    """Purge with ``drop``/``keep`` (clause 5.6.21): remove attributes, keep the Entity."""
+
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        current = _existing(current, entity_id)
+        attrs = current.get("attrs", {})
+        gone = [a for a in attrs if (drop is not None and a in drop) or (keep is not None and a not in keep)]
+        for name in gone:
+            del attrs[name]
+        if gone:
+            current["modifiedAt"] = now
+        return current, gone
 
     return change
 

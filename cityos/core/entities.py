@@ -25,6 +25,7 @@ __all__ = [
     "is_datetime",
     "is_null",
     "parse_attribute",
+    "parse_attribute_fragment",
     "parse_entity",
     "parse_fragment",
     "parse_scope",
@@ -181,6 +182,32 @@ def _main_value(name: str, attr_type: str, value: dict[str, Any], ctx: CompiledC
         return NULL_URI
     checker = _CHECKS.get(attr_type)
     return checker(name, v, ctx) if checker else v
+
+
+def parse_attribute_fragment(name: str, value: Any, ctx: CompiledContext, now: str) -> StoredAttribute:
+    """A fragment of one attribute instance for a partial update (clause 5.6.4): only
+    the members given, so the update can merge them into the stored instance."""
+    if not isinstance(value, dict) or not value:
+        raise BadRequestData(f"A fragment of attribute {name} must be a non-empty JSON object")
+    attr_type = value.get("type")
+    if attr_type is not None and attr_type not in ATTRIBUTE_TYPES:
+        raise BadRequestData(f"Attribute {name} has an unknown type {attr_type!r}")
+    given = [m for m in _MEMBER_TYPE if m in value] + (["value"] if "value" in value else [])
+    out: StoredAttribute = {}
+    if attr_type is not None:
+        out["type"] = attr_type
+    if given:
+        inferred = attr_type or (_MEMBER_TYPE.get(given[0]) or _infer_type(value))
+        out["value"] = _main_value(name, inferred, value, ctx)
+    _parse_meta(name, value, {**out, "type": attr_type or "Property"} if "type" not in out else out)
+    for key in ("observedAt", "unitCode", "datasetId", "objectType"):
+        if key in value and value[key] is not None:
+            out[key] = value[key]
+    subs = {k: v for k, v in value.items() if k not in _META and k not in VALUE_MEMBER.values()}
+    if subs:
+        out["attrs"] = parse_fragment(subs, ctx, now)
+    out["modifiedAt"] = now
+    return out
 
 
 def _check_geo(name: str, v: Any, ctx: CompiledContext) -> Any:

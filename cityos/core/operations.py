@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cityos.core.entities import NULL_URI
 from cityos.core.model import StoredAttribute, StoredEntity
-from cityos.errors import ResourceNotFound
+from cityos.errors import BadRequestData, ResourceNotFound
 
 __all__ = [
     "UpdateResult",
@@ -166,9 +166,8 @@ def partial_update_attr(entity: StoredEntity, name: str, fragment: StoredAttribu
         _touch(entity, now)
         return
     if "type" in fragment and fragment["type"] != old["type"]:
-        merged = fragment
-    else:
-        merged = _merge_members(old, fragment, now)
+        raise BadRequestData(f"Attribute {name} is a {old['type']}, not a {fragment['type']}")
+    merged = _merge_members(old, fragment, now)
     _put_instance(existing, merged)
     _touch(entity, now)
 
@@ -209,10 +208,12 @@ def delete_attr(entity: StoredEntity, name: str, dataset_id: str | None, delete_
 
 
 def apply_scope(entity: StoredEntity, scope: list[str], mode: str, result: UpdateResult) -> None:
-    """Scope in an update (clause 4.18): appended, replaced only if present, or merged."""
-    if mode == "append":
-        entity["scope"] = list(dict.fromkeys([*entity.get("scope", []), *scope]))
-    elif mode == "update" and "scope" not in entity:
+    """Scope in an update (clause 4.18): replaced (append, merge), kept under noOverwrite,
+    or replaced only if present (update)."""
+    if mode == "append-keep" and "scope" in entity:
+        result.not_updated.append(("scope", "Scope exists and options=noOverwrite was given"))
+        return
+    if mode == "update" and "scope" not in entity:
         result.not_updated.append(("scope", "The Entity has no scope"))
         return
     elif scope == [NULL_URI]:

@@ -18,6 +18,7 @@ from cityos.core.model import VALUE_MEMBER, StoredAttribute, StoredEntity
 __all__ = ["RenderOptions", "render_attribute", "render_entity", "select_language"]
 
 _SYS = ("createdAt", "modifiedAt")
+_ABSENT = object()  # an attribute none of whose instances is selected
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class RenderOptions:
     lang: str | None = None
     attrs: Collection[str] | None = None  # expanded names to keep; None keeps all
     entity_members: Collection[str] | None = None  # of id/type/scope to keep (pick/omit)
+    dataset_ids: Collection[str | None] | None = None  # instances to keep; None is the default one
 
 
 def render_entity(entity: StoredEntity, ctx: CompiledContext, opts: RenderOptions) -> dict[str, Any]:
@@ -47,11 +49,17 @@ def render_entity(entity: StoredEntity, ctx: CompiledContext, opts: RenderOption
     for iri, instances in entity.get("attrs", {}).items():
         if keep is not None and iri not in keep:
             continue
-        out[ctx.compact(iri)] = render_attribute(instances, ctx, opts)
+        rendered = render_attribute(instances, ctx, opts)
+        if rendered is not _ABSENT:
+            out[ctx.compact(iri)] = rendered
     return out
 
 
 def render_attribute(instances: list[StoredAttribute], ctx: CompiledContext, opts: RenderOptions) -> Any:
+    if opts.dataset_ids is not None:
+        instances = [i for i in instances if i.get("datasetId") in opts.dataset_ids]
+        if not instances:
+            return _ABSENT
     rendered = [_render_instance(i, ctx, opts) for i in instances]
     return rendered[0] if len(rendered) == 1 else rendered
 
@@ -115,8 +123,9 @@ def _simplified(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOptions
 def select_language(language_map: dict[str, Any], lang: str) -> tuple[Any, str | None]:
     """Picks the text for ``lang`` (clause 4.15): an exact tag, then its primary subtag,
     then ``@none``, then the first entry. ``*`` keeps the whole map."""
-    if lang == "*":
-        return language_map, None
+    if lang == "*":  # any language: the first the map has
+        tag = next(iter(language_map))
+        return language_map[tag], tag
     for wanted in (t.split(";")[0].strip() for t in lang.split(",")):
         if wanted in language_map:
             return language_map[wanted], wanted

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cityos.core.contexts import ContextEntry
     from cityos.core.geo import GeoQuery
     from cityos.core.query.ast import QNode, ScopeNode, TypeNode
+    from cityos.core.query.orderby import OrderKey
 
 __all__ = [
     "AttributeSummaryRow",
@@ -48,6 +49,7 @@ class EntityQuery:
     geo: GeoQuery | None = None
     geoproperty: str | None = None  # expanded name of the GeoProperty geoQ applies to
     attrs: Sequence[str] = ()  # matched Entities have at least one of these
+    order_by: Sequence[OrderKey] = ()
     limit: int = 20
     offset: int = 0
     count: bool = False

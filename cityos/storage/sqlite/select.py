@@ -46,10 +46,29 @@ def build_select(query: EntityQuery) -> Select:
         add(geo_sql.geo_prefilter_sql(query.geo, query.geoproperty))
     clause = " AND ".join(where)
     return Select(
-        sql=f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY e.rowid",
+        sql=f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY {_order_by(query)}",
         count_sql=f"SELECT count(*) FROM entities e WHERE {clause}",
         params=params,
     )
+
+
+_MEMBER_SQL = {
+    "id": "e.id",
+    "type": "json_extract(e.types, '$[0]')",
+    "createdAt": "json_extract(e.doc, '$.createdAt')",
+    "modifiedAt": "json_extract(e.doc, '$.modifiedAt')",
+}
+
+
+def _order_by(query: EntityQuery) -> str:
+    """orderBy keys (clause 4.23), then insertion order so pages stay stable."""
+    terms = []
+    for key in query.order_by:
+        expr = _MEMBER_SQL[key.member] if key.member else query_sql.value_expr(key.path)  # type: ignore[arg-type]
+        # Entities without the key sort last in both directions.
+        terms.append(f"({expr} IS NULL), {expr} {'DESC' if key.descending else 'ASC'}")
+    terms.append("e.rowid")
+    return ", ".join(terms)
 
 
 def _has_any_attr(attrs: Any) -> tuple[str, list[Any]]:
