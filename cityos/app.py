@@ -41,7 +41,7 @@ def make_fetcher(settings: Settings) -> Any:
         try:
             async with httpx.AsyncClient(timeout=settings.context_fetch_timeout, follow_redirects=True) as client:
                 response = await client.get(url, headers={"Accept": "application/ld+json, application/json"})
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise LdContextNotAvailable(f"@context {url} cannot be fetched: {exc.__class__.__name__}") from exc
         if response.status_code != 200:
             raise LdContextNotAvailable(f"@context {url} answered HTTP {response.status_code}")

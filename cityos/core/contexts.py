@@ -99,7 +99,7 @@ class ContextRegistry:
         self._entries: dict[str, ContextEntry] = {}
         self._compiled: dict[str, CompiledContext] = {}
         self._core = _load_builtin(CORE_CONTEXT_URL[len(CORE_BASE) : -len(".jsonld")])
-        self._builtin = {url: ContextEntry(url, "core-v" + v, "ImplicitlyCreated", None) for url, v in core_context_urls().items()}
+        self._builtin = {url: ContextEntry(url, "core-v" + v, "Cached", None) for url, v in core_context_urls().items()}
         self._locks: dict[str, asyncio.Lock] = {}
         self.default = compile_context([], self._core)
 
@@ -153,7 +153,7 @@ class ContextRegistry:
         version = core_context_urls().get(url)
         if version is not None:
             return _load_builtin(version)
-        entry = self._entries.get(url)
+        entry = self._entries.get(url) or self._hosted_by_path(url)
         if entry is not None:
             entry.hits += 1
             entry.last_usage = _now()
@@ -166,6 +166,14 @@ class ContextRegistry:
             if entry is None:
                 entry = await self._download(url)
         return entry.document
+
+    def _hosted_by_path(self, url: str) -> ContextEntry | None:
+        """A hosted context named by a relative URL, or by any URL ending in our hosting path
+        (clients join base URL and Location differently; the local id is unique)."""
+        _, sep, local_id = url.rpartition("/jsonldContexts/")
+        if not sep:
+            return None
+        return next((e for e in self._entries.values() if e.kind == "Hosted" and e.local_id == local_id), None)
 
     async def _download(self, url: str) -> ContextEntry:
         body = await self._fetch(url)
@@ -196,6 +204,10 @@ class ContextRegistry:
         return _load_builtin(entry.local_id[len("core-v") :]) if entry.document is None else entry.document
 
     async def add_hosted(self, document: Any) -> ContextEntry:
+        """Hosts a context (clause 5.13.2); the remote contexts it refers to are cached now."""
+        for item in document if isinstance(document, list) else []:
+            if isinstance(item, str):
+                await self.document(item)
         local_id = uuid.uuid4().hex
         entry = ContextEntry(f"{self.base_url}/ngsi-ld/v1/jsonldContexts/{local_id}", local_id, "Hosted", document)
         self._entries[entry.url] = entry
@@ -211,8 +223,16 @@ class ContextRegistry:
         return entry
 
     async def delete(self, context_id: str, reload: bool = False) -> None:
-        entry = self.find(context_id)
+        """DELETE /jsonldContexts/{id} (clause 5.13.5): delete, or with reload fetch again."""
+        try:
+            entry = self.find(context_id)
+        except ResourceNotFound:
+            if reload:
+                raise BadRequestData(f"@context {context_id} is not cached, so it cannot be reloaded") from None
+            raise
         if entry.url in self._builtin:
+            if reload:  # the built-in copy is what a reload would fetch
+                return
             raise BadRequestData("The NGSI-LD core @context cannot be deleted")
         if reload:
             if entry.kind != "Cached":
