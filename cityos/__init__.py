@@ -1,4 +1,4 @@
-"""City OS: an open-source urban data platform (都市OS) with a complete ETSI NGSI-LD API."""
+"""City OS: an open-source urban data platform (都市OS) serving the ETSI NGSI-LD API."""
 
 __all__ = ["__version__"]
 

@@ -39,10 +39,16 @@ def open_store(settings: Settings) -> Store:
 def make_fetcher(settings: Settings) -> Any:
     async def fetch(url: str) -> bytes:
         try:
-            async with httpx.AsyncClient(timeout=settings.context_fetch_timeout, follow_redirects=True) as client:
-                response = await client.get(url, headers={"Accept": "application/ld+json, application/json"})
+            async with httpx.AsyncClient(
+                timeout=settings.context_fetch_timeout, follow_redirects=True
+            ) as client:
+                response = await client.get(
+                    url, headers={"Accept": "application/ld+json, application/json"}
+                )
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            raise LdContextNotAvailable(f"@context {url} cannot be fetched: {exc.__class__.__name__}") from exc
+            raise LdContextNotAvailable(
+                f"@context {url} cannot be fetched: {exc.__class__.__name__}"
+            ) from exc
         if response.status_code != 200:
             raise LdContextNotAvailable(f"@context {url} answered HTTP {response.status_code}")
         return response.content
@@ -59,7 +65,9 @@ def _guard(endpoint: Endpoint, params: frozenset[str]) -> Endpoint:
         try:
             unknown = [k for k in request.query_params if k not in params]
             if unknown:
-                raise InvalidRequest(f"Unknown query parameter {unknown[0]!r} for {request.method} {request.url.path}")
+                raise InvalidRequest(
+                    f"Unknown query parameter {unknown[0]!r} for {request.method} {request.url.path}"
+                )
             return await endpoint(request)
         except Exception as exc:  # rendered (and logged when unexpected) by api.problems
             return await render_exception(request, exc)
@@ -78,7 +86,9 @@ def _routes() -> list[BaseRoute]:
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse({"cityos": __version__, "ngsi-ld": "1.8.1", "coreContext": CORE_CONTEXT_URL})
+    return JSONResponse(
+        {"cityos": __version__, "ngsi-ld": "1.8.1", "coreContext": CORE_CONTEXT_URL}
+    )
 
 
 class TrailingSlash:

@@ -35,8 +35,18 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help=SETTINGS_HELP["host"] + " [default: 127.0.0.1]")
 @click.option("--port", type=int, default=None, help=SETTINGS_HELP["port"] + " [default: 8000]")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"] + " [default: ./cityos-data]")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, help="TOML file with settings.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=SETTINGS_HELP["data_dir"] + " [default: ./cityos-data]",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TOML file with settings.",
+)
 def serve(host: str | None, port: int | None, data_dir: Path | None, config: str | None) -> None:
     """Start City OS and serve the NGSI-LD API."""
     import uvicorn
@@ -44,7 +54,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, config: str
     from cityos.app import build_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir, config=config)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     app = build_app(settings)
     uvicorn.run(
         app,
@@ -59,14 +71,19 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, config: str
     )
 
 
-@main.command()
+@main.command(short_help="Print the version.")
 def version() -> None:
     """Print the version of City OS and of the NGSI-LD API it implements."""
     click.echo(f"cityos {__version__} (ETSI GS CIM 009 NGSI-LD 1.8.1)")
 
 
 @main.command("check-config")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, help="TOML file with settings.")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TOML file with settings.",
+)
 def check_config(config: str | None) -> None:
     """Validate the configuration and print the effective settings."""
     settings = _settings(config=config)
@@ -75,15 +92,17 @@ def check_config(config: str | None) -> None:
     click.echo("configuration is valid")
 
 
-@main.group()
+@main.group(short_help="Manage the @context cache.")
 def contexts() -> None:
     """Manage the @context cache, e.g. to preload contexts for a closed network (LGWAN)."""
 
 
-@contexts.command("add")
+@contexts.command("add", short_help="Preload an @context file under its URL.")
 @click.argument("url")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"])
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"]
+)
 def contexts_add(url: str, file: Path, data_dir: Path | None) -> None:
     """Preload the @context document FILE to be served for URL without fetching it."""
     try:
@@ -92,12 +111,18 @@ def contexts_add(url: str, file: Path, data_dir: Path | None) -> None:
         raise click.ClickException(f"{file} is not valid JSON: {exc}") from exc
     if not isinstance(document, dict) or "@context" not in document:
         raise click.ClickException(f"{file} has no top-level @context member")
-    asyncio.run(_with_registry(_settings(data_dir=data_dir), lambda r: r.add_cached(url, document["@context"])))
+    asyncio.run(
+        _with_registry(
+            _settings(data_dir=data_dir), lambda r: r.add_cached(url, document["@context"])
+        )
+    )
     click.echo(f"cached {url}")
 
 
-@contexts.command("list")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"])
+@contexts.command("list", short_help="List the known @contexts.")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"]
+)
 def contexts_list(data_dir: Path | None) -> None:
     """List the @contexts this City OS knows (built-in, hosted and cached)."""
 

@@ -24,7 +24,7 @@ SETTINGS_HELP: dict[str, str] = {
     "durable": "Wait for each commit to reach the disk (fsync) before acknowledging a write.",
     "max_body_bytes": "Largest request body accepted; larger bodies get 413.",
     "default_limit": "Entities per page when a query gives no limit.",
-    "max_limit": "Largest limit a query may ask for; larger ones get 400 (TooManyResults).",
+    "max_limit": "Largest limit a query may ask for; larger ones get 403 (TooManyResults).",
     "context_fetch_timeout": "Seconds to wait for a remote @context before LdContextNotAvailable.",
     "public_url": "Base URL clients reach this City OS at, used in hosted @context URLs.",
     "log_level": "Logging level: debug, info, warning or error.",
@@ -53,7 +53,9 @@ class Settings:
         if not 0 < self.default_limit <= self.max_limit:
             raise ValueError("default_limit must be between 1 and max_limit")
         if self.log_level not in ("debug", "info", "warning", "error"):
-            raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+            raise ValueError(
+                f"log_level must be debug, info, warning or error, not {self.log_level!r}"
+            )
         if self.database_url and not self.database_url.startswith("sqlite:"):
             raise ValueError("database_url: only embedded SQLite is available in this version")
 
@@ -83,7 +85,9 @@ def _coerce(name: str, raw: Any) -> Any:
     return raw if kind == "bool" else str(raw)
 
 
-def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Defaults < config file < environment < explicit overrides (command-line options)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}

@@ -17,7 +17,13 @@ from cityos.api import http
 from cityos.api.deps import now_iso, services
 from cityos.api.params import parse_options, parse_paging
 from cityos.api.problems import problem_body
-from cityos.api.querying import ProjectionSpec, geo_from_body, parse_projection, render_entities
+from cityos.api.querying import (
+    ProjectionSpec,
+    View,
+    geo_from_body,
+    parse_projection,
+    render_entities,
+)
 from cityos.core import changes
 from cityos.core.entities import check_uri, parse_entity
 from cityos.core.geo import DEFAULT_GEOPROPERTY
@@ -46,18 +52,24 @@ async def _batch_body(request: Request) -> tuple[list[Any], list[CompiledContext
         raise BadRequestData("A batch operation needs at least one item")
     link = http.link_context(request)
     if media == http.JSONLD and link is not None:
-        raise BadRequestData("A Link header @context is not allowed with Content-Type application/ld+json")
+        raise BadRequestData(
+            "A Link header @context is not allowed with Content-Type application/ld+json"
+        )
     contexts = [await _item_context(svc.contexts, item, media, link) for item in body]
     return body, contexts
 
 
-async def _item_context(registry: Any, item: Any, media: str, link: str | None) -> CompiledContext | CityOSError:
+async def _item_context(
+    registry: Any, item: Any, media: str, link: str | None
+) -> CompiledContext | CityOSError:
     try:
         if not isinstance(item, dict):
             raise BadRequestData("Each item of the batch must be a JSON object")
         if media == http.JSONLD:
             if "@context" not in item:
-                raise BadRequestData("Content-Type application/ld+json needs an @context member in each Entity")
+                raise BadRequestData(
+                    "Content-Type application/ld+json needs an @context member in each Entity"
+                )
             compiled: CompiledContext = await registry.compile(item["@context"])
             return compiled
         if "@context" in item:
@@ -68,7 +80,11 @@ async def _item_context(registry: Any, item: Any, media: str, link: str | None) 
         return exc
 
 
-def _plan(body: list[Any], contexts: list[CompiledContext | CityOSError], make: Callable[[Any, CompiledContext], tuple[str, Change]]) -> list[Planned]:
+def _plan(
+    body: list[Any],
+    contexts: list[CompiledContext | CityOSError],
+    make: Callable[[Any, CompiledContext], tuple[str, Change]],
+) -> list[Planned]:
     planned: list[Planned] = []
     for item, ctx in zip(body, contexts, strict=True):
         entity_id = str(item.get("id", "")) if isinstance(item, dict) else str(item)
@@ -82,27 +98,43 @@ def _plan(body: list[Any], contexts: list[CompiledContext | CityOSError], make: 
     return planned
 
 
-async def _run(request: Request, planned: list[Planned]) -> list[tuple[str, WriteOutcome | Exception]]:
+async def _run(
+    request: Request, planned: list[Planned]
+) -> list[tuple[str, WriteOutcome | Exception]]:
     runnable = [(i, c) for i, c in planned if not isinstance(c, CityOSError)]
-    outcomes = iter(await services(request).store.write_many(http.tenant_of(request), runnable) if runnable else [])
+    outcomes = iter(
+        await services(request).store.write_many(http.tenant_of(request), runnable)
+        if runnable
+        else []
+    )
     return [(i, c if isinstance(c, CityOSError) else next(outcomes)) for i, c in planned]
 
 
-def _result(results: list[tuple[str, WriteOutcome | Exception]], ok_status: int, ok_body: list[str] | None) -> Response:
+def _result(
+    results: list[tuple[str, WriteOutcome | Exception]], ok_status: int, ok_body: list[str] | None
+) -> Response:
     errors = [(i, r) for i, r in results if isinstance(r, Exception)]
     if not errors:
         if ok_body is None:
             return Response(status_code=ok_status)
         return http.json_response(ok_body, None, status=ok_status)
     success = [i for i, r in results if not isinstance(r, Exception)]
-    body = {"success": success, "errors": [{"entityId": i, "error": _problem(e)} for i, e in errors]}
+    body = {
+        "success": success,
+        "errors": [{"entityId": i, "error": _problem(e)} for i, e in errors],
+    }
     return http.json_response(body, None, status=207)
 
 
 def _problem(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, CityOSError):
         return problem_body(exc)
-    return {"type": "https://uri.etsi.org/ngsi-ld/errors/InternalError", "title": "Internal error", "status": 500, "detail": "The change could not be applied"}
+    return {
+        "type": "https://uri.etsi.org/ngsi-ld/errors/InternalError",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "The change could not be applied",
+    }
 
 
 async def batch_create(request: Request) -> Response:
@@ -156,7 +188,9 @@ def _strict(change: Change) -> Change:
         after, result = change(current)
         if result.not_updated and not result.updated:
             names = ", ".join(n for n, _ in result.not_updated)
-            raise BadRequestData(f"Attributes were not updated: {names} ({result.not_updated[0][1]})")
+            raise BadRequestData(
+                f"Attributes were not updated: {names} ({result.not_updated[0][1]})"
+            )
         return after, result
 
     return strict
@@ -198,7 +232,9 @@ async def batch_query(request: Request) -> Response:
     if not isinstance(body, dict) or body.get("type") != "Query":
         raise BadRequestData("The body must be a Query object with type Query")
     rctx = await http.request_context(request, svc.contexts, body, accept=accept)
-    projection = parse_projection({k: body[k] for k in ("attrs", "pick", "omit") if k in body}, rctx.compiled)
+    projection = parse_projection(
+        {k: body[k] for k in ("attrs", "pick", "omit") if k in body}, rctx.compiled
+    )
     tenant = http.tenant_of(request)
     paging = parse_paging(request.query_params, svc.settings.default_limit, svc.settings.max_limit)
     query = _query_from_body(body, rctx.compiled, tenant, projection, paging)
@@ -207,9 +243,8 @@ async def batch_query(request: Request) -> Response:
     entities = _merge_pages(pages, paging.offset, paging.limit)
     count = sum(p.count or 0 for p in pages)
     headers = {"NGSILD-Results-Count": str(count)} if paging.count else None
-    return await render_entities(
-        entities, rctx, request.query_params, projection=projection, store=svc.store, tenant=tenant, headers=headers
-    )
+    view = View(rctx, request.query_params, projection, svc.store, tenant)
+    return await render_entities(entities, view, headers=headers)
 
 
 def _merge_pages(pages: list[Any], offset: int, limit: int) -> list[Any]:
@@ -222,7 +257,9 @@ def _merge_pages(pages: list[Any], offset: int, limit: int) -> list[Any]:
     return list(seen.values())[offset : offset + limit]
 
 
-def _query_from_body(body: dict[str, Any], ctx: CompiledContext, tenant: str, projection: ProjectionSpec, paging: Any) -> list[EntityQuery]:
+def _query_from_body(
+    body: dict[str, Any], ctx: CompiledContext, tenant: str, projection: ProjectionSpec, paging: Any
+) -> list[EntityQuery]:
     selectors = body.get("entities") or [{}]
     if not isinstance(selectors, list) or not all(isinstance(s, dict) for s in selectors):
         raise BadRequestData("entities must be an array of EntitySelector objects")
@@ -243,7 +280,9 @@ def _query_from_body(body: dict[str, Any], ctx: CompiledContext, tenant: str, pr
         EntityQuery(
             ids=[check_uri(s["id"])] if "id" in s else [],
             id_pattern=s.get("idPattern"),
-            types=expand_types(parse_type_expression(s["type"]), ctx.expand) if "type" in s else None,
+            types=expand_types(parse_type_expression(s["type"]), ctx.expand)
+            if "type" in s
+            else None,
             limit=paging.offset + paging.limit if many else paging.limit,
             offset=0 if many else paging.offset,
             **common,
@@ -259,5 +298,12 @@ ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
     ("/entityOperations/update", batch_update, ["POST"], _WRITE),
     ("/entityOperations/delete", batch_delete, ["POST"], _WRITE),
     ("/entityOperations/merge", batch_merge, ["POST"], _WRITE),
-    ("/entityOperations/query", batch_query, ["POST"], frozenset({"limit", "offset", "count", "options", "format", "lang", "local", "geometryProperty"})),
+    (
+        "/entityOperations/query",
+        batch_query,
+        ["POST"],
+        frozenset(
+            {"limit", "offset", "count", "options", "format", "lang", "local", "geometryProperty"}
+        ),
+    ),
 ]

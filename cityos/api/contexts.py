@@ -40,7 +40,9 @@ async def add_context(request: Request) -> Response:
     if not isinstance(document, dict | list):
         raise BadRequestData("The @context to host must be an object or an array")
     entry = await svc.contexts.add_hosted(document)
-    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/jsonldContexts/{entry.local_id}"})
+    return Response(
+        status_code=201, headers={"Location": f"/ngsi-ld/v1/jsonldContexts/{entry.local_id}"}
+    )
 
 
 async def retrieve_context(request: Request) -> Response:

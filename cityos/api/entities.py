@@ -16,7 +16,7 @@ from starlette.responses import Response
 from cityos.api import http
 from cityos.api.deps import now_iso, services
 from cityos.api.params import parse_csv, parse_flag, parse_options
-from cityos.api.querying import entity_query, parse_projection, render_entities
+from cityos.api.querying import View, entity_query, parse_projection, render_entities
 from cityos.core import changes
 from cityos.core.entities import (
     check_name,
@@ -24,6 +24,7 @@ from cityos.core.entities import (
     parse_attribute,
     parse_attribute_fragment,
     parse_entity,
+    parse_types,
 )
 from cityos.core.operations import UpdateResult
 from cityos.errors import BadRequestData, InvalidRequest, ResourceNotFound
@@ -32,7 +33,9 @@ from cityos.storage.base import Change
 __all__ = ["ROUTES"]
 
 
-async def _write_context(request: Request, allowed: tuple[str, ...] = (http.JSON, http.JSONLD)) -> tuple[Any, http.RequestContext]:
+async def _write_context(
+    request: Request, allowed: tuple[str, ...] = (http.JSON, http.JSONLD)
+) -> tuple[Any, http.RequestContext]:
     http.check_content_type(request, allowed)
     svc = services(request)
     body = await http.read_json(request, svc.settings.max_body_bytes)
@@ -75,15 +78,20 @@ async def retrieve_entity(request: Request) -> Response:
     svc = services(request)
     accept = http.negotiate(request, allow_geo=True)
     entity_id = _entity_id(request)
-    tenant = await http.require_tenant(request, await svc.store.tenant_exists(http.tenant_of(request)))
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     projection = parse_projection(request.query_params, rctx.compiled)
     entity = await svc.store.get_entity(tenant, entity_id)
-    if "attrs" in request.query_params and not any(a in entity.get("attrs", {}) for a in projection.attrs or []):
-        raise ResourceNotFound(f"Entity {entity_id} has none of the attributes {request.query_params['attrs']}")
-    response = await render_entities(
-        [entity], rctx, request.query_params, projection=projection, store=svc.store, tenant=tenant, single=True
-    )
+    if "attrs" in request.query_params and not any(
+        a in entity.get("attrs", {}) for a in projection.attrs or []
+    ):
+        raise ResourceNotFound(
+            f"Entity {entity_id} has none of the attributes {request.query_params['attrs']}"
+        )
+    view = View(rctx, request.query_params, projection, svc.store, tenant)
+    response = await render_entities([entity], view, single=True)
     if response.body == b"{}":
         raise ResourceNotFound(f"Entity {entity_id} has nothing left after pick/omit")
     return response
@@ -93,13 +101,14 @@ async def query_entities(request: Request) -> Response:
     svc = services(request)
     accept = http.negotiate(request, allow_geo=True)
     rctx = await http.request_context(request, svc.contexts, accept=accept)
-    query, projection = entity_query(request.query_params, rctx.compiled, http.tenant_of(request), svc.settings)
+    query, projection = entity_query(
+        request.query_params, rctx.compiled, http.tenant_of(request), svc.settings
+    )
     await http.require_tenant(request, await svc.store.tenant_exists(query.tenant))
     page = await svc.store.query_entities(query)
     headers = {} if page.count is None else {"NGSILD-Results-Count": str(page.count)}
-    return await render_entities(
-        page.entities, rctx, request.query_params, projection=projection, store=svc.store, tenant=query.tenant, headers=headers
-    )
+    view = View(rctx, request.query_params, projection, svc.store, query.tenant)
+    return await render_entities(page.entities, view, headers=headers)
 
 
 async def replace_entity(request: Request) -> Response:
@@ -107,7 +116,9 @@ async def replace_entity(request: Request) -> Response:
     entity_id = _entity_id(request)
     if isinstance(body, dict) and body.get("id", entity_id) != entity_id:
         raise BadRequestData(f"The body's id {body.get('id')} differs from {entity_id} in the URL")
-    entity = parse_entity({**body, "id": entity_id} if isinstance(body, dict) else body, rctx.compiled, now_iso())
+    entity = parse_entity(
+        {**body, "id": entity_id} if isinstance(body, dict) else body, rctx.compiled, now_iso()
+    )
     await services(request).store.write(http.tenant_of(request), entity_id, changes.replace(entity))
     return Response(status_code=204)
 
@@ -115,7 +126,9 @@ async def replace_entity(request: Request) -> Response:
 async def merge_entity(request: Request) -> Response:
     body, rctx = await _write_context(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
     fragment = _fragment(body, _entity_id(request), rctx)
-    await services(request).store.write(http.tenant_of(request), fragment.entity_id, changes.merge(fragment))
+    await services(request).store.write(
+        http.tenant_of(request), fragment.entity_id, changes.merge(fragment)
+    )
     return Response(status_code=204)
 
 
@@ -128,8 +141,13 @@ def _fragment(body: Any, entity_id: str, rctx: http.RequestContext) -> changes.F
 
 
 async def delete_entity(request: Request) -> Response:
+    svc = services(request)
     entity_id = _entity_id(request)
-    await services(request).store.write(http.tenant_of(request), entity_id, changes.delete(entity_id))
+    types = None
+    if "type" in request.query_params:
+        rctx = await http.request_context(request, svc.contexts)
+        types = parse_types(parse_csv(request.query_params["type"]), rctx.compiled)
+    await svc.store.write(http.tenant_of(request), entity_id, changes.delete(entity_id, types))
     return Response(status_code=204)
 
 
@@ -146,7 +164,9 @@ async def append_attrs(request: Request) -> Response:
 async def update_attrs(request: Request) -> Response:
     body, rctx = await _write_context(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
     fragment = _fragment(body, _entity_id(request), rctx)
-    outcome = await services(request).store.write(http.tenant_of(request), fragment.entity_id, changes.update(fragment))
+    outcome = await services(request).store.write(
+        http.tenant_of(request), fragment.entity_id, changes.update(fragment)
+    )
     return update_result_response(outcome.result)
 
 
@@ -161,7 +181,9 @@ async def partial_update_attr(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _partial_fragments(raw_name: str, body: Any, rctx: http.RequestContext, now: str) -> list[dict[str, Any]]:
+def _partial_fragments(
+    raw_name: str, body: Any, rctx: http.RequestContext, now: str
+) -> list[dict[str, Any]]:
     items = body if isinstance(body, list) else [body]
     return [parse_attribute_fragment(raw_name, item, rctx.compiled, now) for item in items]
 
@@ -198,19 +220,29 @@ async def purge_entities(request: Request) -> Response:
     svc = services(request)
     params = request.query_params
     if not any(k in params for k in ("type", "id", "idPattern", "q", "scopeQ", "georel", "attrs")):
-        raise BadRequestData("Purging needs at least one of type, id, idPattern, q, scopeQ or a geoQ")
+        raise BadRequestData(
+            "Purging needs at least one of type, id, idPattern, q, scopeQ or a geoQ"
+        )
     if "drop" in params and "keep" in params:
         raise BadRequestData("drop and keep cannot be used together")
     rctx = await http.request_context(request, svc.contexts)
-    tenant = await http.require_tenant(request, await svc.store.tenant_exists(http.tenant_of(request)))
-    query, _ = entity_query({**params, "limit": str(svc.settings.max_limit)}, rctx.compiled, tenant, svc.settings)
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
+    query, _ = entity_query(
+        {**params, "limit": str(svc.settings.max_limit)}, rctx.compiled, tenant, svc.settings
+    )
     matched: list[str] = []
     while True:
         page = await svc.store.query_entities(replace(query, offset=len(matched)))
         matched += [e["id"] for e in page.entities]
         if len(page.entities) < query.limit:
             break
-    attrs = {k: [rctx.compiled.expand(a) for a in parse_csv(params[k])] for k in ("drop", "keep") if k in params}
+    attrs = {
+        k: [rctx.compiled.expand(a) for a in parse_csv(params[k])]
+        for k in ("drop", "keep")
+        if k in params
+    }
     now = now_iso()
 
     def change(entity_id: str) -> Change:
@@ -223,17 +255,59 @@ async def purge_entities(request: Request) -> Response:
 
 
 async def missing_id(request: Request) -> Response:
-    raise BadRequestData(f"{request.method} needs an Entity id in the path: /ngsi-ld/v1/entities/{{entityId}}")
+    raise BadRequestData(
+        f"{request.method} needs an Entity id in the path: /ngsi-ld/v1/entities/{{entityId}}"
+    )
 
 
 _QUERY = frozenset(
-    {"id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty",
-     "geometryProperty", "lang", "scopeQ", "options", "format", "limit", "offset", "count", "pick", "omit",
-     "local", "datasetId", "containedBy", "join", "joinLevel", "entityMap", "orderBy"}
+    {
+        "id",
+        "type",
+        "idPattern",
+        "attrs",
+        "q",
+        "csf",
+        "georel",
+        "geometry",
+        "coordinates",
+        "geoproperty",
+        "geometryProperty",
+        "lang",
+        "scopeQ",
+        "options",
+        "format",
+        "limit",
+        "offset",
+        "count",
+        "pick",
+        "omit",
+        "local",
+        "datasetId",
+        "containedBy",
+        "join",
+        "joinLevel",
+        "entityMap",
+        "orderBy",
+    }
 )
 _RETRIEVE = frozenset(
-    {"attrs", "type", "options", "format", "lang", "geometryProperty", "pick", "omit", "local", "datasetId",
-     "containedBy", "join", "joinLevel", "entityMap"}
+    {
+        "attrs",
+        "type",
+        "options",
+        "format",
+        "lang",
+        "geometryProperty",
+        "pick",
+        "omit",
+        "local",
+        "datasetId",
+        "containedBy",
+        "join",
+        "joinLevel",
+        "entityMap",
+    }
 )
 _WRITE = frozenset({"options", "local"})
 _NONE: frozenset[str] = frozenset()
@@ -245,7 +319,12 @@ ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
     ("/entities", purge_entities, ["DELETE"], _QUERY | {"drop", "keep"}),
     ("/entities/{entity_id}/attrs/{attr}", partial_update_attr, ["PATCH"], _WRITE),
     ("/entities/{entity_id}/attrs/{attr}", replace_attr, ["PUT"], _WRITE),
-    ("/entities/{entity_id}/attrs/{attr}", delete_attr, ["DELETE"], frozenset({"datasetId", "deleteAll", "lang", "local"})),
+    (
+        "/entities/{entity_id}/attrs/{attr}",
+        delete_attr,
+        ["DELETE"],
+        frozenset({"datasetId", "deleteAll", "lang", "local"}),
+    ),
     ("/entities/{entity_id}/attrs", append_attrs, ["POST"], _WRITE),
     ("/entities/{entity_id}/attrs", update_attrs, ["PATCH"], _WRITE),
     ("/entities/{entity_id}", retrieve_entity, ["GET"], _RETRIEVE),

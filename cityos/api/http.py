@@ -140,7 +140,9 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         if not length.isdigit():
             raise InvalidRequest(f"Content-Length {length!r} is not a number")
         if int(length) > max_bytes:
-            raise PayloadTooLarge(f"The request body of {length} bytes is larger than the limit of {max_bytes} bytes")
+            raise PayloadTooLarge(
+                f"The request body of {length} bytes is larger than the limit of {max_bytes} bytes"
+            )
     body = await request.body()
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"The request body is larger than the limit of {max_bytes} bytes")
@@ -153,7 +155,9 @@ async def read_json(request: Request, max_bytes: int) -> Any:
 def check_content_type(request: Request, allowed: tuple[str, ...] = (JSON, JSONLD)) -> str:
     media = _media_type(request.headers.get("content-type"))
     if media not in allowed:
-        raise UnsupportedMediaType(f"Content-Type {media or '(none)'} is not supported here; use {' or '.join(allowed)}")
+        raise UnsupportedMediaType(
+            f"Content-Type {media or '(none)'} is not supported here; use {' or '.join(allowed)}"
+        )
     return media
 
 
@@ -168,7 +172,9 @@ async def request_context(
         raise InvalidRequest("The request body must be a JSON object")
     if body is not None and media == JSONLD:
         if link is not None:
-            raise BadRequestData("A Link header @context is not allowed with Content-Type application/ld+json")
+            raise BadRequestData(
+                "A Link header @context is not allowed with Content-Type application/ld+json"
+            )
         value = _body_context(body)
     else:
         if body is not None and _has_context(body):
@@ -181,7 +187,9 @@ def _body_context(body: Any) -> ContextValue:
     items = body if isinstance(body, list) else [body]
     contexts = [item.get("@context") for item in items if isinstance(item, dict)]
     if not contexts or any(c is None for c in contexts):
-        raise BadRequestData("Content-Type application/ld+json needs an @context member in the body")
+        raise BadRequestData(
+            "Content-Type application/ld+json needs an @context member in the body"
+        )
     if any(c != contexts[0] for c in contexts):
         raise BadRequestData("Every Entity of the request must have the same @context")
     return contexts[0]  # type: ignore[return-value]

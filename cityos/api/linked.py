@@ -41,7 +41,11 @@ class Shape:
 
     def names(self) -> tuple[frozenset[str] | None, frozenset[str]]:
         picked = self.pick.names() if self.pick else None
-        omitted = frozenset(i.name for i in self.omit.items if i.linked is None) if self.omit else frozenset()
+        omitted = (
+            frozenset(i.name for i in self.omit.items if i.linked is None)
+            if self.omit
+            else frozenset()
+        )
         return picked, omitted
 
     def linked(self, name: str) -> Shape:
@@ -97,7 +101,9 @@ def _objects(inst: Mapping[str, Any]) -> list[str]:
     return []
 
 
-async def collect_linked(store: Store, tenant: str, roots: list[StoredEntity], level: int) -> dict[str, StoredEntity]:
+async def collect_linked(
+    store: Store, tenant: str, roots: list[StoredEntity], level: int
+) -> dict[str, StoredEntity]:
     """Every Entity reachable from ``roots`` in up to ``level`` Relationship hops."""
     found: dict[str, StoredEntity] = {e["id"]: e for e in roots}
     frontier = roots
@@ -161,7 +167,9 @@ class TreeRenderer:
         return out
 
 
-def render_tree(entities: list[StoredEntity], renderer: TreeRenderer, shape: Shape) -> list[dict[str, Any]]:
+def render_tree(
+    entities: list[StoredEntity], renderer: TreeRenderer, shape: Shape
+) -> list[dict[str, Any]]:
     if renderer.join is not None and renderer.join.mode == "flat":
         return renderer.flat(entities, shape)
     return [renderer.render(e, shape) for e in entities]

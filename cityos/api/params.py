@@ -12,9 +12,23 @@ from cityos.core.entities import check_uri
 from cityos.core.render import RenderOptions
 from cityos.errors import BadRequestData, TooManyResults
 
-__all__ = ["FORMATS", "Paging", "parse_csv", "parse_flag", "parse_ids", "parse_options", "parse_paging", "render_options"]
+__all__ = [
+    "FORMATS",
+    "Paging",
+    "parse_csv",
+    "parse_flag",
+    "parse_ids",
+    "parse_options",
+    "parse_paging",
+    "render_options",
+]
 
-FORMATS = {"normalized": "normalized", "concise": "concise", "keyValues": "keyValues", "simplified": "keyValues"}
+FORMATS = {
+    "normalized": "normalized",
+    "concise": "concise",
+    "keyValues": "keyValues",
+    "simplified": "keyValues",
+}
 _GET_OPTIONS = frozenset({"sysAttrs", "keyValues", "concise", "normalized", "simplified"})
 
 
@@ -65,8 +79,12 @@ def render_options(params: Mapping[str, str], attrs: list[str] | None = None) ->
     datasets = params.get("datasetId")
     dataset_ids = None
     if datasets is not None:
-        dataset_ids = frozenset(None if d == "@none" else check_uri(d, "datasetId") for d in parse_csv(datasets))
-    return RenderOptions(format=fmt, sys_attrs="sysAttrs" in options, lang=lang, attrs=attrs, dataset_ids=dataset_ids)
+        dataset_ids = frozenset(
+            None if d == "@none" else check_uri(d, "datasetId") for d in parse_csv(datasets)
+        )
+    return RenderOptions(
+        format=fmt, sys_attrs="sysAttrs" in options, lang=lang, attrs=attrs, dataset_ids=dataset_ids
+    )
 
 
 @dataclass(frozen=True, slots=True)

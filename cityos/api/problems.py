@@ -28,7 +28,12 @@ log = logging.getLogger("cityos.api")
 
 
 def problem_body(exc: CityOSError) -> dict[str, Any]:
-    return {"type": exc.problem_type, "title": exc.title, "status": exc.status, "detail": exc.detail}
+    return {
+        "type": exc.problem_type,
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+    }
 
 
 def problem_response(exc: CityOSError, headers: dict[str, str] | None = None) -> Response:
@@ -46,7 +51,9 @@ async def render_exception(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return problem_response(_from_http(request, exc))
     log.exception("Unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(InternalError("An internal error occurred; the server log has the details"))
+    return problem_response(
+        InternalError("An internal error occurred; the server log has the details")
+    )
 
 
 def _from_http(request: Request, exc: HTTPException) -> CityOSError:

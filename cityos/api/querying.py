@@ -36,7 +36,7 @@ from cityos.core.query.typeexpr import parse_types as parse_type_expression
 from cityos.errors import BadRequestData
 from cityos.storage.base import EntityQuery, Store
 
-__all__ = ["ProjectionSpec", "entity_query", "parse_projection", "render_entities"]
+__all__ = ["ProjectionSpec", "View", "entity_query", "parse_projection", "render_entities"]
 
 _ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt"})
 
@@ -70,17 +70,29 @@ def _names(value: Any) -> list[str] | None:
 def entity_query(
     params: Mapping[str, str], ctx: CompiledContext, tenant: str, settings: Settings
 ) -> tuple[EntityQuery, ProjectionSpec]:
-    """A GET /entities query (clause 6.4.3.1). One of id, idPattern, type, attrs, q or geoQ is needed."""
+    """A GET /entities query (clause 6.4.3.2). One of type, attrs, q or geoQ is needed."""
     projection = parse_projection(params, ctx)
     # clause 6.4.3.2: type, attrs, q or geoQ must narrow the query; id alone does not.
     if not any(k in params for k in ("type", "attrs", "q", "georel")):
         raise BadRequestData("A query needs at least one of type, attrs, q or a geoQ")
-    geo = parse_geoq(params.get("georel"), params.get("geometry"), params.get("coordinates"), params.get("geoproperty"))
+    geo = parse_geoq(
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+        params.get("geoproperty"),
+    )
     paging = parse_paging(params, settings.default_limit, settings.max_limit)
     return _build(params, ctx, tenant, geo, projection, paging), projection
 
 
-def _build(params: Mapping[str, Any], ctx: CompiledContext, tenant: str, geo: GeoQuery | None, projection: ProjectionSpec, paging: Any) -> EntityQuery:
+def _build(
+    params: Mapping[str, Any],
+    ctx: CompiledContext,
+    tenant: str,
+    geo: GeoQuery | None,
+    projection: ProjectionSpec,
+    paging: Any,
+) -> EntityQuery:
     id_pattern = params.get("idPattern")
     if id_pattern is not None:
         _check_regex(id_pattern)
@@ -89,15 +101,19 @@ def _build(params: Mapping[str, Any], ctx: CompiledContext, tenant: str, geo: Ge
     scope_q = params.get("scopeQ")
     return EntityQuery(
         tenant=tenant,
-        ids=parse_ids(params) if isinstance(params.get("id"), str) else list(params.get("id") or []),
+        ids=parse_ids(params)
+        if isinstance(params.get("id"), str)
+        else list(params.get("id") or []),
         id_pattern=id_pattern,
         types=expand_types(parse_type_expression(types), ctx.expand) if types else None,
         q=expand_q(parse_q(q), ctx.expand) if q else None,
         scope_q=parse_scope_q(scope_q) if scope_q else None,
         geo=geo,
         geoproperty=ctx.expand(geo.geoproperty or DEFAULT_GEOPROPERTY) if geo else None,
-        attrs=projection.attrs if params.get("attrs") is not None else [],
-        order_by=expand_order(parse_order_by(params["orderBy"]), ctx.expand) if params.get("orderBy") else (),
+        attrs=projection.attrs or [],
+        order_by=expand_order(parse_order_by(params["orderBy"]), ctx.expand)
+        if params.get("orderBy")
+        else (),
         limit=paging.limit,
         offset=paging.offset,
         count=paging.count,
@@ -108,7 +124,9 @@ def _check_regex(pattern: str) -> None:
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise BadRequestData(f"idPattern {pattern!r} is not a valid regular expression: {exc}") from exc
+        raise BadRequestData(
+            f"idPattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from exc
 
 
 def geo_from_body(body: Mapping[str, Any]) -> GeoQuery | None:
@@ -118,23 +136,30 @@ def geo_from_body(body: Mapping[str, Any]) -> GeoQuery | None:
     return parse_geoq_object(geo_q)
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """How a request wants Entities shown: its @context, parameters and projection."""
+
+    rctx: http.RequestContext
+    params: Mapping[str, str]
+    projection: ProjectionSpec
+    store: Store
+    tenant: str
+
+
 async def render_entities(
     entities: list[StoredEntity],
-    rctx: http.RequestContext,
-    params: Mapping[str, str],
-    *,
-    projection: ProjectionSpec,
-    store: Store,
-    tenant: str,
+    view: View,
     single: bool = False,
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Renders Entities with their representation, projection and linked Entities."""
+    rctx, params, projection = view.rctx, view.params, view.projection
     opts = render_options(params, projection.attrs)
     join = None if rctx.accept == http.GEOJSON else parse_join(params)
     linked: dict[str, StoredEntity] = {}
     if join is not None:
-        linked = await collect_linked(store, tenant, entities, join.level)
+        linked = await collect_linked(view.store, view.tenant, entities, join.level)
     renderer = TreeRenderer(rctx.compiled, opts, linked, join)
     rendered = render_tree(entities, renderer, projection.shape)
     if rctx.accept == http.GEOJSON:

@@ -18,10 +18,14 @@ from cityos.storage.base import AttributeSummaryRow
 __all__ = ["ROUTES"]
 
 
-async def _summary(request: Request) -> tuple[http.RequestContext, dict[str, int], list[AttributeSummaryRow]]:
+async def _summary(
+    request: Request,
+) -> tuple[http.RequestContext, dict[str, int], list[AttributeSummaryRow]]:
     svc = services(request)
     accept = http.negotiate(request)
-    tenant = await http.require_tenant(request, await svc.store.tenant_exists(http.tenant_of(request)))
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     return rctx, await svc.store.type_counts(tenant), await svc.store.attribute_summary(tenant)
 
@@ -34,13 +38,22 @@ async def list_types(request: Request) -> Response:
     rctx, counts, rows = await _summary(request)
     c = rctx.compiled.compact
     if not parse_flag(request.query_params, "details"):
-        body: Any = {"id": _list_id("EntityTypeList"), "type": "EntityTypeList", "typeList": sorted(c(t) for t in counts)}
+        body: Any = {
+            "id": _list_id("EntityTypeList"),
+            "type": "EntityTypeList",
+            "typeList": sorted(c(t) for t in counts),
+        }
         return http.json_response(body, rctx)
     attrs: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         attrs[row.type].add(row.attribute)
     body = [
-        {"id": t, "type": "EntityType", "typeName": c(t), "attributeNames": sorted(c(a) for a in attrs[t])}
+        {
+            "id": t,
+            "type": "EntityType",
+            "typeName": c(t),
+            "attributeNames": sorted(c(a) for a in attrs[t]),
+        }
         for t in sorted(counts)
     ]
     return http.json_response(body, rctx)
@@ -62,7 +75,13 @@ async def retrieve_type(request: Request) -> Response:
         "typeName": c(type_iri),
         "entityCount": counts[type_iri],
         "attributeDetails": [
-            {"id": a, "type": "Attribute", "attributeName": c(a), "attributeTypes": sorted(details[a])} for a in sorted(details)
+            {
+                "id": a,
+                "type": "Attribute",
+                "attributeName": c(a),
+                "attributeTypes": sorted(details[a]),
+            }
+            for a in sorted(details)
         ],
     }
     return http.json_response(body, rctx)
@@ -71,7 +90,9 @@ async def retrieve_type(request: Request) -> Response:
 def _by_attribute(rows: list[AttributeSummaryRow]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
-        entry = out.setdefault(row.attribute, {"count": 0, "types": set(), "attribute_types": set()})
+        entry = out.setdefault(
+            row.attribute, {"count": 0, "types": set(), "attribute_types": set()}
+        )
         entry["count"] += row.entities
         entry["types"].add(row.type)
         entry["attribute_types"].add(row.attribute_type)
@@ -83,10 +104,19 @@ async def list_attributes(request: Request) -> Response:
     c = rctx.compiled.compact
     attrs = _by_attribute(rows)
     if not parse_flag(request.query_params, "details"):
-        body: Any = {"id": _list_id("AttributeList"), "type": "AttributeList", "attributeList": sorted(c(a) for a in attrs)}
+        body: Any = {
+            "id": _list_id("AttributeList"),
+            "type": "AttributeList",
+            "attributeList": sorted(c(a) for a in attrs),
+        }
         return http.json_response(body, rctx)
     body = [
-        {"id": a, "type": "Attribute", "attributeName": c(a), "typeNames": sorted(c(t) for t in info["types"])}
+        {
+            "id": a,
+            "type": "Attribute",
+            "attributeName": c(a),
+            "typeNames": sorted(c(t) for t in info["types"]),
+        }
         for a, info in sorted(attrs.items())
     ]
     return http.json_response(body, rctx)

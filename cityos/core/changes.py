@@ -91,7 +91,9 @@ class Fragment:
     scope: list[str] | None = None
 
 
-def fragment_from_body(body: dict[str, Any], entity_id: str, ctx: CompiledContext, now: str) -> Fragment:
+def fragment_from_body(
+    body: dict[str, Any], entity_id: str, ctx: CompiledContext, now: str
+) -> Fragment:
     """An update's Entity fragment: attributes plus the optional type and scope members."""
     types = parse_types(body["type"], ctx) if "type" in body else []
     scope = parse_scope(body["scope"]) if "scope" in body and body["scope"] != NULL_URI else None
@@ -100,7 +102,9 @@ def fragment_from_body(body: dict[str, Any], entity_id: str, ctx: CompiledContex
     return Fragment(entity_id, parse_fragment(body, ctx, now), now, types, scope)
 
 
-def _members(current: StoredEntity, fragment: Fragment, mode: str, result: ops.UpdateResult) -> None:
+def _members(
+    current: StoredEntity, fragment: Fragment, mode: str, result: ops.UpdateResult
+) -> None:
     _add_types(current, fragment.types)
     if fragment.scope is not None:
         ops.apply_scope(current, fragment.scope, mode, result)
@@ -148,7 +152,9 @@ def partial_update(entity_id: str, name: str, fragments: list[StoredAttribute], 
     return change
 
 
-def replace_attribute(entity_id: str, name: str, instances: list[StoredAttribute], now: str) -> Change:
+def replace_attribute(
+    entity_id: str, name: str, instances: list[StoredAttribute], now: str
+) -> Change:
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
         current = _existing(current, entity_id)
         ops.replace_attr(current, name, instances, now)
@@ -157,7 +163,9 @@ def replace_attribute(entity_id: str, name: str, instances: list[StoredAttribute
     return change
 
 
-def delete_attribute(entity_id: str, name: str, dataset_id: str | None, delete_all: bool, now: str) -> Change:
+def delete_attribute(
+    entity_id: str, name: str, dataset_id: str | None, delete_all: bool, now: str
+) -> Change:
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
         current = _existing(current, entity_id)
         ops.delete_attr(current, name, dataset_id, delete_all, now)
@@ -172,7 +180,11 @@ def prune(entity_id: str, drop: list[str] | None, keep: list[str] | None, now: s
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
         current = _existing(current, entity_id)
         attrs = current.get("attrs", {})
-        gone = [a for a in attrs if (drop is not None and a in drop) or (keep is not None and a not in keep)]
+        gone = [
+            a
+            for a in attrs
+            if (drop is not None and a in drop) or (keep is not None and a not in keep)
+        ]
         for name in gone:
             del attrs[name]
         if gone:
@@ -182,9 +194,13 @@ def prune(entity_id: str, drop: list[str] | None, keep: list[str] | None, now: s
     return change
 
 
-def delete(entity_id: str) -> Change:
+def delete(entity_id: str, types: list[str] | None = None) -> Change:
+    """DELETE /entities/{id}; with ``type`` (clause 6.5.3.2) only an Entity of that type."""
+
     def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
-        _existing(current, entity_id)
+        current = _existing(current, entity_id)
+        if types and not set(types) & set(current["type"]):
+            raise ResourceNotFound(f"Entity {entity_id} is not of type {', '.join(types)}")
         return None, None
 
     return change

@@ -50,7 +50,11 @@ def core_context_urls() -> dict[str, str]:
 
 
 def _load_builtin(version: str) -> Any:
-    path = resources.files("cityos") / "contexts/uri.etsi.org/ngsi-ld/v1" / f"ngsi-ld-core-context-v{version}.jsonld"
+    path = (
+        resources.files("cityos")
+        / "contexts/uri.etsi.org/ngsi-ld/v1"
+        / f"ngsi-ld-core-context-v{version}.jsonld"
+    )
     return orjson.loads(path.read_bytes())["@context"]
 
 
@@ -99,7 +103,10 @@ class ContextRegistry:
         self._entries: dict[str, ContextEntry] = {}
         self._compiled: dict[str, CompiledContext] = {}
         self._core = _load_builtin(CORE_CONTEXT_URL[len(CORE_BASE) : -len(".jsonld")])
-        self._builtin = {url: ContextEntry(url, "core-v" + v, "Cached", None) for url, v in core_context_urls().items()}
+        self._builtin = {
+            url: ContextEntry(url, "core-v" + v, "Cached", None)
+            for url, v in core_context_urls().items()
+        }
         self._locks: dict[str, asyncio.Lock] = {}
         self.default = compile_context([], self._core)
 
@@ -113,7 +120,11 @@ class ContextRegistry:
         """The compiled context for a request's @context (None: the core context alone)."""
         if value is None or value == [] or value == CORE_CONTEXT_URL:
             return self.default
-        key = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        key = (
+            value
+            if isinstance(value, str)
+            else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        )
         hit = self._compiled.get(key)
         if hit is not None:
             self._touch(value)
@@ -127,7 +138,13 @@ class ContextRegistry:
         return compiled
 
     def _touch(self, value: ContextValue) -> None:
-        for url in [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] if isinstance(value, list) else []:
+        for url in (
+            [value]
+            if isinstance(value, str)
+            else [v for v in value if isinstance(v, str)]
+            if isinstance(value, list)
+            else []
+        ):
             entry = self._entries.get(url)
             if entry is not None:
                 entry.hits += 1
@@ -173,7 +190,10 @@ class ContextRegistry:
         _, sep, local_id = url.rpartition("/jsonldContexts/")
         if not sep:
             return None
-        return next((e for e in self._entries.values() if e.kind == "Hosted" and e.local_id == local_id), None)
+        return next(
+            (e for e in self._entries.values() if e.kind == "Hosted" and e.local_id == local_id),
+            None,
+        )
 
     async def _download(self, url: str) -> ContextEntry:
         body = await self._fetch(url)
@@ -201,7 +221,11 @@ class ContextRegistry:
         raise ResourceNotFound(f"@context {context_id} does not exist")
 
     def builtin_document(self, entry: ContextEntry) -> Any:
-        return _load_builtin(entry.local_id[len("core-v") :]) if entry.document is None else entry.document
+        return (
+            _load_builtin(entry.local_id[len("core-v") :])
+            if entry.document is None
+            else entry.document
+        )
 
     async def add_hosted(self, document: Any) -> ContextEntry:
         """Hosts a context (clause 5.13.2); the remote contexts it refers to are cached now."""
@@ -209,7 +233,9 @@ class ContextRegistry:
             if isinstance(item, str):
                 await self.document(item)
         local_id = uuid.uuid4().hex
-        entry = ContextEntry(f"{self.base_url}/ngsi-ld/v1/jsonldContexts/{local_id}", local_id, "Hosted", document)
+        entry = ContextEntry(
+            f"{self.base_url}/ngsi-ld/v1/jsonldContexts/{local_id}", local_id, "Hosted", document
+        )
         self._entries[entry.url] = entry
         await self._store.save_context(entry)
         return entry
@@ -228,7 +254,9 @@ class ContextRegistry:
             entry = self.find(context_id)
         except ResourceNotFound:
             if reload:
-                raise BadRequestData(f"@context {context_id} is not cached, so it cannot be reloaded") from None
+                raise BadRequestData(
+                    f"@context {context_id} is not cached, so it cannot be reloaded"
+                ) from None
             raise
         if entry.url in self._builtin:
             if reload:  # the built-in copy is what a reload would fetch
@@ -236,7 +264,9 @@ class ContextRegistry:
             raise BadRequestData("The NGSI-LD core @context cannot be deleted")
         if reload:
             if entry.kind != "Cached":
-                raise BadRequestData(f"@context {context_id} is {entry.kind}; only Cached contexts reload")
+                raise BadRequestData(
+                    f"@context {context_id} is {entry.kind}; only Cached contexts reload"
+                )
             fresh = await self._download(entry.url)
             fresh.local_id, fresh.created_at = entry.local_id, entry.created_at
             await self._store.save_context(fresh)

@@ -32,9 +32,25 @@ __all__ = [
 ]
 
 NULL_URI = "urn:ngsi-ld:null"  # clause 4.5.0: the value that deletes in a merge
-ENTITY_MEMBERS = frozenset({"id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"})
+ENTITY_MEMBERS = frozenset(
+    {"id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"}
+)
 GEO_ATTRIBUTES = frozenset({"location", "observationSpace", "operationSpace"})
-_META = frozenset({"type", "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "deletedAt", "instanceId", "objectType", "lang", "@context"})
+_META = frozenset(
+    {
+        "type",
+        "observedAt",
+        "unitCode",
+        "datasetId",
+        "createdAt",
+        "modifiedAt",
+        "deletedAt",
+        "instanceId",
+        "objectType",
+        "lang",
+        "@context",
+    }
+)
 _MEMBER_TYPE = {member: t for t, member in VALUE_MEMBER.items() if t != "GeoProperty"}
 # clause 4.6.2: characters that may not appear in Entity type or Attribute names.
 _FORBIDDEN = re.compile(r"[<>\"'=;()\s\x00-\x1f\x7f]")
@@ -77,7 +93,9 @@ def parse_types(value: object, ctx: CompiledContext) -> list[str]:
     return list(dict.fromkeys(expanded))
 
 
-def parse_entity(body: object, ctx: CompiledContext, now: str, *, require_type: bool = True) -> StoredEntity:
+def parse_entity(
+    body: object, ctx: CompiledContext, now: str, *, require_type: bool = True
+) -> StoredEntity:
     """An Entity for create, replace or upsert. Its id and (unless told otherwise) type are required."""
     if not isinstance(body, dict):
         raise InvalidRequest("An Entity must be a JSON object")
@@ -87,7 +105,12 @@ def parse_entity(body: object, ctx: CompiledContext, now: str, *, require_type: 
     type_value = body.get("type", body.get("@type"))
     if type_value is None and require_type:
         raise BadRequestData(f"Entity {entity_id} has no type")
-    entity: StoredEntity = {"id": check_uri(entity_id), "type": [], "createdAt": now, "modifiedAt": now}
+    entity: StoredEntity = {
+        "id": check_uri(entity_id),
+        "type": [],
+        "createdAt": now,
+        "modifiedAt": now,
+    }
     if type_value is not None:
         entity["type"] = parse_types(type_value, ctx)
     if "scope" in body:
@@ -96,7 +119,9 @@ def parse_entity(body: object, ctx: CompiledContext, now: str, *, require_type: 
     return entity
 
 
-def parse_fragment(body: dict[str, Any], ctx: CompiledContext, now: str) -> dict[str, list[StoredAttribute]]:
+def parse_fragment(
+    body: dict[str, Any], ctx: CompiledContext, now: str
+) -> dict[str, list[StoredAttribute]]:
     """The attributes of an Entity or Entity fragment, by expanded name."""
     attrs: dict[str, list[StoredAttribute]] = {}
     for name, value in body.items():
@@ -118,14 +143,19 @@ def parse_attribute(name: str, value: Any, ctx: CompiledContext, now: str) -> li
     for inst in instances:
         ds = inst.get("datasetId")
         if ds in seen:
-            raise BadRequestData(f"Attribute {name} has two instances with datasetId {ds or '(default)'}")
+            raise BadRequestData(
+                f"Attribute {name} has two instances with datasetId {ds or '(default)'}"
+            )
         seen.add(ds)
     instances.sort(key=lambda i: "datasetId" in i)
     return instances
 
 
 def _is_instance_list(value: list[Any]) -> bool:
-    return bool(value) and all(isinstance(v, dict) and (v.get("type") in ATTRIBUTE_TYPES or _infer_type(v) != "Property") for v in value)
+    return bool(value) and all(
+        isinstance(v, dict) and (v.get("type") in ATTRIBUTE_TYPES or _infer_type(v) != "Property")
+        for v in value
+    )
 
 
 def _infer_type(value: dict[str, Any]) -> str:
@@ -139,7 +169,11 @@ def _infer_type(value: dict[str, Any]) -> str:
 
 
 def _looks_geo(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") in geo.GEOMETRY_TYPES and "coordinates" in value
+    return (
+        isinstance(value, dict)
+        and value.get("type") in geo.GEOMETRY_TYPES
+        and "coordinates" in value
+    )
 
 
 def _parse_instance(name: str, value: Any, ctx: CompiledContext, now: str) -> StoredAttribute:
@@ -147,7 +181,12 @@ def _parse_instance(name: str, value: Any, ctx: CompiledContext, now: str) -> St
         return {"type": "Property", "value": value, "createdAt": now, "modifiedAt": now}
     if "type" in value and value["type"] not in ATTRIBUTE_TYPES:
         if _looks_geo(value):  # concise GeoProperty given as a bare geometry
-            return {"type": "GeoProperty", "value": geo.validate_geometry(value), "createdAt": now, "modifiedAt": now}
+            return {
+                "type": "GeoProperty",
+                "value": geo.validate_geometry(value),
+                "createdAt": now,
+                "modifiedAt": now,
+            }
         raise BadRequestData(f"Attribute {name} has an unknown type {value['type']!r}")
     attr_type = value.get("type") or _infer_type(value)
     if "type" not in value and not any(m in value for m in (*_MEMBER_TYPE, "value")):
@@ -167,7 +206,7 @@ def is_null(v: Any) -> bool:
     if v == NULL_URI:
         return True
     if isinstance(v, dict) and len(v) == 1:
-        return next(iter(v.values())) == NULL_URI
+        return bool(next(iter(v.values())) == NULL_URI)
     return isinstance(v, list) and v == [NULL_URI]
 
 
@@ -184,7 +223,9 @@ def _main_value(name: str, attr_type: str, value: dict[str, Any], ctx: CompiledC
     return checker(name, v, ctx) if checker else v
 
 
-def parse_attribute_fragment(name: str, value: Any, ctx: CompiledContext, now: str) -> StoredAttribute:
+def parse_attribute_fragment(
+    name: str, value: Any, ctx: CompiledContext, now: str
+) -> StoredAttribute:
     """A fragment of one attribute instance for a partial update (clause 5.6.4): only
     the members given, so the update can merge them into the stored instance."""
     if not isinstance(value, dict) or not value:
@@ -244,7 +285,10 @@ def _check_list(name: str, v: Any, ctx: CompiledContext) -> Any:
 def _check_object_list(name: str, v: Any, ctx: CompiledContext) -> Any:
     items = _check_list(name, v, ctx)
     for item in items:
-        check_uri(item.get("object") if isinstance(item, dict) else item, f"ListRelationship {name} object")
+        check_uri(
+            item.get("object") if isinstance(item, dict) else item,
+            f"ListRelationship {name} object",
+        )
     return items
 
 

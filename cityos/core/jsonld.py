@@ -62,12 +62,14 @@ class _Builder:
             if iri_text is None:
                 return
         else:
-            raise InvalidRequest(f"Term definition of {term!r} in @context is not a string or an object")
+            raise InvalidRequest(
+                f"Term definition of {term!r} in @context is not a string or an object"
+            )
         iri = self._resolve(str(iri_text), local, term)
         self.terms[term] = iri
-        if (simple or (isinstance(definition, dict) and definition.get("@prefix"))) and iri.endswith(
-            _GEN_DELIMS
-        ):
+        if (
+            simple or (isinstance(definition, dict) and definition.get("@prefix"))
+        ) and iri.endswith(_GEN_DELIMS):
             self.prefixes[term] = iri
 
     def _resolve(self, value: str, local: Mapping[str, Any], defining: str | None = None) -> str:
@@ -100,7 +102,15 @@ class _Builder:
 class CompiledContext:
     """Maps terms to IRIs and back for one effective @context (user contexts + core)."""
 
-    __slots__ = ("_compact_cache", "_expand_cache", "prefixes", "reverse", "terms", "vocab", "vocab_valued")
+    __slots__ = (
+        "_compact_cache",
+        "_expand_cache",
+        "prefixes",
+        "reverse",
+        "terms",
+        "vocab",
+        "vocab_valued",
+    )
 
     def __init__(self, builder: _Builder) -> None:
         self.terms = builder.terms
@@ -157,7 +167,9 @@ class CompiledContext:
         for prefix, base in self.prefixes.items():
             if iri.startswith(base) and len(iri) > len(base):
                 curie = prefix + ":" + iri[len(base) :]
-                if curie not in self.terms and (best is None or (len(curie), curie) < (len(best), best)):
+                if curie not in self.terms and (
+                    best is None or (len(curie), curie) < (len(best), best)
+                ):
                     best = curie
         return best if best is not None else iri
 

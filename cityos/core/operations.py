@@ -61,7 +61,9 @@ def replace_entity(old: StoredEntity, new: StoredEntity) -> StoredEntity:
     return new
 
 
-def append_attrs(entity: StoredEntity, attrs: Attrs, now: str, no_overwrite: bool = False) -> UpdateResult:
+def append_attrs(
+    entity: StoredEntity, attrs: Attrs, now: str, no_overwrite: bool = False
+) -> UpdateResult:
     """POST /entities/{id}/attrs (clause 5.6.3)."""
     result = UpdateResult()
     current = entity.setdefault("attrs", {})
@@ -69,7 +71,9 @@ def append_attrs(entity: StoredEntity, attrs: Attrs, now: str, no_overwrite: boo
         existing = current.setdefault(name, [])
         for inst in instances:
             if no_overwrite and any(_key(o) == _key(inst) for o in existing):
-                result.not_updated.append((name, "Attribute exists and options=noOverwrite was given"))
+                result.not_updated.append(
+                    (name, "Attribute exists and options=noOverwrite was given")
+                )
                 continue
             _put_instance(existing, inst)
             if name not in result.updated:
@@ -152,12 +156,16 @@ def _merge_members(old: StoredAttribute, new: StoredAttribute, now: str) -> Stor
     return merged
 
 
-def partial_update_attr(entity: StoredEntity, name: str, fragment: StoredAttribute, now: str) -> None:
+def partial_update_attr(
+    entity: StoredEntity, name: str, fragment: StoredAttribute, now: str
+) -> None:
     """PATCH /entities/{id}/attrs/{attrId} (clause 5.6.4): members of one instance change."""
     existing = entity.get("attrs", {}).get(name)
     old = next((o for o in existing or [] if _key(o) == _key(fragment)), None)
     if old is None or existing is None:
-        raise ResourceNotFound(f"Entity {entity['id']} has no attribute {name}{_dataset_text(_key(fragment))}")
+        raise ResourceNotFound(
+            f"Entity {entity['id']} has no attribute {name}{_dataset_text(_key(fragment))}"
+        )
     if fragment.get("value") == NULL_URI:
         # clause 5.6.4 with 4.5.0: the NGSI-LD null deletes the instance.
         existing.remove(old)
@@ -172,7 +180,9 @@ def partial_update_attr(entity: StoredEntity, name: str, fragment: StoredAttribu
     _touch(entity, now)
 
 
-def replace_attr(entity: StoredEntity, name: str, instances: list[StoredAttribute], now: str) -> None:
+def replace_attr(
+    entity: StoredEntity, name: str, instances: list[StoredAttribute], now: str
+) -> None:
     """PUT /entities/{id}/attrs/{attrId} (clause 5.6.19)."""
     existing = entity.get("attrs", {}).get(name)
     if not existing:
@@ -182,7 +192,9 @@ def replace_attr(entity: StoredEntity, name: str, instances: list[StoredAttribut
     _touch(entity, now)
 
 
-def delete_attr(entity: StoredEntity, name: str, dataset_id: str | None, delete_all: bool, now: str) -> None:
+def delete_attr(
+    entity: StoredEntity, name: str, dataset_id: str | None, delete_all: bool, now: str
+) -> None:
     """DELETE /entities/{id}/attrs/{attrId} (clause 5.6.5); ``scope`` deletes the Entity's scope."""
     if name == "scope":
         if "scope" not in entity:
@@ -199,7 +211,9 @@ def delete_attr(entity: StoredEntity, name: str, dataset_id: str | None, delete_
     else:
         kept = [o for o in existing if _key(o) != dataset_id]
         if len(kept) == len(existing):
-            raise ResourceNotFound(f"Entity {entity['id']} has no attribute {name}{_dataset_text(dataset_id)}")
+            raise ResourceNotFound(
+                f"Entity {entity['id']} has no attribute {name}{_dataset_text(dataset_id)}"
+            )
         if kept:
             attrs[name] = kept
         else:

@@ -31,7 +31,9 @@ class RenderOptions:
     dataset_ids: Collection[str | None] | None = None  # instances to keep; None is the default one
 
 
-def render_entity(entity: StoredEntity, ctx: CompiledContext, opts: RenderOptions) -> dict[str, Any]:
+def render_entity(
+    entity: StoredEntity, ctx: CompiledContext, opts: RenderOptions
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     members = opts.entity_members
     if members is None or "id" in members:
@@ -55,7 +57,9 @@ def render_entity(entity: StoredEntity, ctx: CompiledContext, opts: RenderOption
     return out
 
 
-def render_attribute(instances: list[StoredAttribute], ctx: CompiledContext, opts: RenderOptions) -> Any:
+def render_attribute(
+    instances: list[StoredAttribute], ctx: CompiledContext, opts: RenderOptions
+) -> Any:
     if opts.dataset_ids is not None:
         instances = [i for i in instances if i.get("datasetId") in opts.dataset_ids]
         if not instances:
@@ -114,7 +118,11 @@ def _simplified(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOptions
     if attr_type == "JsonProperty":
         return {"json": value}
     if attr_type == "VocabProperty":
-        return {"vocab": [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)}
+        return {
+            "vocab": [ctx.compact(v) for v in value]
+            if isinstance(value, list)
+            else ctx.compact(value)
+        }
     if attr_type == "ListRelationship":
         return {"objectList": value}
     return value

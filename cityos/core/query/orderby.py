@@ -59,6 +59,10 @@ def expand_order(keys: tuple[OrderKey, ...], expand: Callable[[str], str]) -> tu
         if key.path is None:
             out.append(key)
             continue
-        path = replace(key.path, attr=expand(key.path.attr), subattrs=tuple(expand(s) for s in key.path.subattrs))
+        path = replace(
+            key.path,
+            attr=expand(key.path.attr),
+            subattrs=tuple(expand(s) for s in key.path.subattrs),
+        )
         out.append(replace(key, path=path))
     return tuple(out)
