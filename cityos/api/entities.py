@@ -27,7 +27,7 @@ from cityos.core.entities import (
     parse_types,
 )
 from cityos.core.operations import UpdateResult
-from cityos.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from cityos.errors import BadRequestData, InvalidRequest, MethodNotAllowed, ResourceNotFound
 from cityos.storage.base import Change
 
 __all__ = ["ROUTES"]
@@ -44,7 +44,11 @@ async def _write_context(
 
 
 def _entity_id(request: Request) -> str:
-    return check_uri(request.path_params["entity_id"])
+    entity_id: str = request.path_params["entity_id"]
+    if entity_id.endswith("/attrs") or "/attrs/" in entity_id:
+        # /entities/{id}/attrs[/{attr}] with a method those resources do not have
+        raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    return check_uri(entity_id)
 
 
 def _attr_name(request: Request, rctx: http.RequestContext) -> str:
@@ -317,18 +321,18 @@ ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
     ("/entities", create_entity, ["POST"], _WRITE),
     ("/entities", missing_id, ["PATCH", "PUT"], _WRITE),
     ("/entities", purge_entities, ["DELETE"], _QUERY | {"drop", "keep"}),
-    ("/entities/{entity_id}/attrs/{attr}", partial_update_attr, ["PATCH"], _WRITE),
-    ("/entities/{entity_id}/attrs/{attr}", replace_attr, ["PUT"], _WRITE),
+    ("/entities/{entity_id:path}/attrs/{attr}", partial_update_attr, ["PATCH"], _WRITE),
+    ("/entities/{entity_id:path}/attrs/{attr}", replace_attr, ["PUT"], _WRITE),
     (
-        "/entities/{entity_id}/attrs/{attr}",
+        "/entities/{entity_id:path}/attrs/{attr}",
         delete_attr,
         ["DELETE"],
         frozenset({"datasetId", "deleteAll", "lang", "local"}),
     ),
-    ("/entities/{entity_id}/attrs", append_attrs, ["POST"], _WRITE),
-    ("/entities/{entity_id}/attrs", update_attrs, ["PATCH"], _WRITE),
-    ("/entities/{entity_id}", retrieve_entity, ["GET"], _RETRIEVE),
-    ("/entities/{entity_id}", replace_entity, ["PUT"], _WRITE),
-    ("/entities/{entity_id}", merge_entity, ["PATCH"], _WRITE | {"format"}),
-    ("/entities/{entity_id}", delete_entity, ["DELETE"], frozenset({"type", "local"})),
+    ("/entities/{entity_id:path}/attrs", append_attrs, ["POST"], _WRITE),
+    ("/entities/{entity_id:path}/attrs", update_attrs, ["PATCH"], _WRITE),
+    ("/entities/{entity_id:path}", retrieve_entity, ["GET"], _RETRIEVE),
+    ("/entities/{entity_id:path}", replace_entity, ["PUT"], _WRITE),
+    ("/entities/{entity_id:path}", merge_entity, ["PATCH"], _WRITE | {"format"}),
+    ("/entities/{entity_id:path}", delete_entity, ["DELETE"], frozenset({"type", "local"})),
 ]

@@ -51,7 +51,8 @@ _META = frozenset(
         "@context",
     }
 )
-_MEMBER_TYPE = {member: t for t, member in VALUE_MEMBER.items() if t != "GeoProperty"}
+# Members that name their attribute type on their own; "value" is Property or GeoProperty.
+_MEMBER_TYPE = {member: t for t, member in VALUE_MEMBER.items() if member != "value"}
 # clause 4.6.2: characters that may not appear in Entity type or Attribute names.
 _FORBIDDEN = re.compile(r"[<>\"'=;()\s\x00-\x1f\x7f]")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$")
@@ -93,6 +94,17 @@ def parse_types(value: object, ctx: CompiledContext) -> list[str]:
     return list(dict.fromkeys(expanded))
 
 
+def _reject_nulls(attrs: dict[str, list[StoredAttribute]]) -> None:
+    # clause 5.2.1: the NGSI-LD Null only means "delete" in merges and partial updates.
+    for name, instances in attrs.items():
+        for inst in instances:
+            if inst.get("value") == NULL_URI:
+                raise BadRequestData(
+                    f"Attribute {name} is urn:ngsi-ld:null, which only deletes in an update"
+                )
+            _reject_nulls(inst.get("attrs", {}))
+
+
 def parse_entity(
     body: object, ctx: CompiledContext, now: str, *, require_type: bool = True
 ) -> StoredEntity:
@@ -116,6 +128,7 @@ def parse_entity(
     if "scope" in body:
         entity["scope"] = parse_scope(body["scope"])
     entity["attrs"] = parse_fragment(body, ctx, now)
+    _reject_nulls(entity["attrs"])
     return entity
 
 
