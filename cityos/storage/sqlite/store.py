@@ -58,8 +58,10 @@ class SQLiteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=" + ("FULL" if self._durable else "NORMAL"))
         conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA mmap_size=268435456")
+        # Page cache, not mmap: mapped pages count as resident memory and would grow with
+        # the database; a town's small server should stay within a fixed memory budget.
+        conn.execute("PRAGMA cache_size=-32768")
+        conn.execute("PRAGMA mmap_size=0")
         register_functions(conn)
         return conn
 
