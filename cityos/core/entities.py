@@ -59,9 +59,16 @@ _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]
 _SCOPE = re.compile(r"^/[^/#+\s]+(/[^/#+\s]+)*$")
 
 
+_VALID_NAMES: set[str] = set()
+
+
 def check_name(name: object, what: str = "Attribute name") -> str:
+    if name in _VALID_NAMES:  # names repeat across Entities; the set is capped below
+        return name  # type: ignore[return-value]
     if not isinstance(name, str) or not name or _FORBIDDEN.search(name):
         raise BadRequestData(f"{what} {name!r} is empty or contains a forbidden character")
+    if len(_VALID_NAMES) < 50_000:
+        _VALID_NAMES.add(name)
     return name
 
 
@@ -150,6 +157,8 @@ def parse_fragment(
 
 def parse_attribute(name: str, value: Any, ctx: CompiledContext, now: str) -> list[StoredAttribute]:
     """One attribute's instances, the default instance first; datasetIds must be unique."""
+    if isinstance(value, dict):
+        return [_parse_instance(name, value, ctx, now)]
     raw = value if isinstance(value, list) and _is_instance_list(value) else [value]
     instances = [_parse_instance(name, item, ctx, now) for item in raw]
     seen: set[str | None] = set()
@@ -265,6 +274,8 @@ def parse_attribute_fragment(
 
 
 def _check_geo(name: str, v: Any, ctx: CompiledContext) -> Any:
+    if _is_plain_point(v):
+        return v
     if name in GEO_ATTRIBUTES or _looks_geo(v) or isinstance(v, dict):
         return geo.validate_geometry(v)
     raise BadRequestData(f"GeoProperty {name} has no GeoJSON geometry value")
@@ -311,6 +322,20 @@ def _check_vocab(name: str, v: Any, ctx: CompiledContext) -> Any:
         raise BadRequestData(f"VocabProperty {name} needs a string or an array of strings")
     expanded = [ctx.expand(x) for x in vocabs]
     return expanded if isinstance(v, list) else expanded[0]
+
+
+def _is_plain_point(v: Any) -> bool:
+    """The common case, checked without the general GeoJSON validator: a Point [lon, lat]."""
+    if not isinstance(v, dict) or v.get("type") != "Point" or len(v) != 2:
+        return False
+    c = v.get("coordinates")
+    return (
+        isinstance(c, list)
+        and len(c) == 2
+        and all(type(x) in (int, float) for x in c)
+        and -180 <= c[0] <= 180
+        and -90 <= c[1] <= 90
+    )
 
 
 _CHECKS = {

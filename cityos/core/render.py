@@ -60,6 +60,8 @@ def render_entity(
 def render_attribute(
     instances: list[StoredAttribute], ctx: CompiledContext, opts: RenderOptions
 ) -> Any:
+    if len(instances) == 1 and opts.dataset_ids is None:
+        return _render_instance(instances[0], ctx, opts)
     if opts.dataset_ids is not None:
         instances = [i for i in instances if i.get("datasetId") in opts.dataset_ids]
         if not instances:
@@ -68,34 +70,44 @@ def render_attribute(
     return rendered[0] if len(rendered) == 1 else rendered
 
 
+_META = ("objectType", "observedAt", "unitCode", "datasetId")
+
+
 def _render_instance(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOptions) -> Any:
     if opts.format == "keyValues":
         return _simplified(inst, ctx, opts)
     attr_type = inst["type"]
-    out: dict[str, Any] = {"type": attr_type}
     value = inst["value"]
-    if attr_type == "VocabProperty":
-        value = [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
-    if attr_type == "LanguageProperty" and opts.lang is not None:
-        out["type"] = "Property"
-        text, tag = select_language(value, opts.lang)
-        out["value"] = text
-        if tag is not None:
-            out["lang"] = tag
+    if attr_type == "Property" or attr_type == "Relationship" or attr_type == "GeoProperty":
+        out: dict[str, Any] = {"type": attr_type, VALUE_MEMBER[attr_type]: value}
     else:
-        out[VALUE_MEMBER[attr_type]] = value
-    for key in ("objectType", "observedAt", "unitCode", "datasetId"):
+        out = _other_value(attr_type, value, ctx, opts)
+    for key in _META:
         if key in inst:
             out[key] = inst[key]
     if opts.sys_attrs:
         for key in _SYS:
             if key in inst:
                 out[key] = inst[key]
-    for iri, sub in inst.get("attrs", {}).items():
-        out[ctx.compact(iri)] = render_attribute(sub, ctx, opts)
+    subs = inst.get("attrs")
+    if subs:
+        for iri, sub in subs.items():
+            out[ctx.compact(iri)] = render_attribute(sub, ctx, opts)
     if opts.format == "concise":
         return _concise(out)
     return out
+
+
+def _other_value(attr_type: str, value: Any, ctx: CompiledContext, opts: RenderOptions) -> dict[str, Any]:
+    if attr_type == "VocabProperty":
+        value = [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
+    if attr_type == "LanguageProperty" and opts.lang is not None:
+        text, tag = select_language(value, opts.lang)
+        out: dict[str, Any] = {"type": "Property", "value": text}
+        if tag is not None:
+            out["lang"] = tag
+        return out
+    return {"type": attr_type, VALUE_MEMBER[attr_type]: value}
 
 
 def _concise(out: dict[str, Any]) -> Any:

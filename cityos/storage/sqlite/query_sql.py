@@ -237,7 +237,20 @@ def _equal(side: _Target, wanted: QValue, params: Params) -> str:
         params += [wanted.low.value, wanted.high.value]
         return f"({side.value(kind)} BETWEEN ? AND ? AND {side.guard(kind)})"
     params.append(wanted.value)
+    if _needs_no_guard(wanted):
+        return f"({side.value(wanted.kind)} = ?)"
     return f"({side.value(wanted.kind)} = ? AND {side.guard(wanted.kind)})"
+
+
+def _needs_no_guard(wanted: QLiteral) -> bool:
+    """A string literal can only equal a JSON string: json_extract returns other JSON values
+    as numbers or NULL, and arrays/objects as JSON text starting with [ or {. Leaving the
+    type guard out spares a second parse of the document per candidate row."""
+    return (
+        wanted.kind in (LiteralKind.STRING, LiteralKind.URI)
+        and isinstance(wanted.value, str)
+        and not wanted.value.startswith(("[", "{"))
+    )
 
 
 def _comparison(target: _Target, node: QComparison, params: Params) -> str:

@@ -22,7 +22,7 @@ import orjson
 from cityos.core import geo
 from cityos.core.contexts import ContextEntry
 from cityos.core.model import StoredEntity
-from cityos.errors import ResourceNotFound
+from cityos.errors import CityOSError, ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
 from cityos.storage.sqlite import geo_sql
 from cityos.storage.sqlite.indexes import AttributeIndexer
@@ -145,13 +145,11 @@ class SQLiteStore:
         def job(conn: sqlite3.Connection) -> list[WriteOutcome | Exception]:
             out: list[WriteOutcome | Exception] = []
             for entity_id, change in changes:
-                conn.execute("SAVEPOINT change")
+                # A change refuses before any SQL of its Entity runs (see _apply), so a
+                # refusal needs no savepoint; an SQL error fails the whole job instead.
                 try:
                     out.append(self._apply(conn, tenant, entity_id, change))
-                    conn.execute("RELEASE change")
-                except Exception as exc:  # one Entity's failure leaves the others applied
-                    conn.execute("ROLLBACK TO change")
-                    conn.execute("RELEASE change")
+                except CityOSError as exc:
                     out.append(exc)
             return out
 
