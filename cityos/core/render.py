@@ -98,7 +98,9 @@ def _render_instance(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOp
     return out
 
 
-def _other_value(attr_type: str, value: Any, ctx: CompiledContext, opts: RenderOptions) -> dict[str, Any]:
+def _other_value(
+    attr_type: str, value: Any, ctx: CompiledContext, opts: RenderOptions
+) -> dict[str, Any]:
     if attr_type == "VocabProperty":
         value = [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
     if attr_type == "LanguageProperty" and opts.lang is not None:

@@ -52,7 +52,11 @@ def build_select(query: EntityQuery) -> Select:
     if query.id_pattern is not None:
         add(("regexp(?, e.id)", [query.id_pattern]))
     if query.types is not None and driver != "joined":
-        add(query_sql.types_to_sql(query.types, query.tenant) if driver == "types" else _types_probe(query))
+        add(
+            query_sql.types_to_sql(query.types, query.tenant)
+            if driver == "types"
+            else _types_probe(query)
+        )
     if query.q is not None:
         add(query_sql.q_to_sql(query.q))
     if query.scope_q is not None:

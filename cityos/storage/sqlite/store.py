@@ -22,9 +22,9 @@ import orjson
 from cityos.core import geo
 from cityos.core.contexts import ContextEntry
 from cityos.core.model import StoredEntity
-from cityos.errors import CityOSError, ResourceNotFound
+from cityos.errors import ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
-from cityos.storage.sqlite import geo_sql
+from cityos.storage.sqlite.bulk import apply_changes
 from cityos.storage.sqlite.indexes import AttributeIndexer
 from cityos.storage.sqlite.query_sql import register_functions
 from cityos.storage.sqlite.select import build_select
@@ -133,52 +133,26 @@ class SQLiteStore:
         return [h[2] for h in hits]
 
     async def write(self, tenant: str, entity_id: str, change: Change) -> WriteOutcome:
-        outcome: WriteOutcome = await self._writer.run(
-            lambda conn: self._apply(conn, tenant, entity_id, change)
-        )
-        self._bump(tenant)
+        outcome = (await self.write_many(tenant, [(entity_id, change)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
         return outcome
 
     async def write_many(
         self, tenant: str, changes: Sequence[tuple[str, Change]]
     ) -> list[WriteOutcome | Exception]:
+        known = tenant in self._tenants
+
         def job(conn: sqlite3.Connection) -> list[WriteOutcome | Exception]:
-            out: list[WriteOutcome | Exception] = []
-            for entity_id, change in changes:
-                # A change refuses before any SQL of its Entity runs (see _apply), so a
-                # refusal needs no savepoint; an SQL error fails the whole job instead.
-                try:
-                    out.append(self._apply(conn, tenant, entity_id, change))
-                except CityOSError as exc:
-                    out.append(exc)
-            return out
+            if not known:
+                conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, _now()))
+            return apply_changes(conn, tenant, changes)
 
         outcomes: list[WriteOutcome | Exception] = await self._writer.run(job)
-        self._bump(tenant)
-        return outcomes
-
-    def _bump(self, tenant: str) -> None:
+        if any(isinstance(o, WriteOutcome) and o.after is not None for o in outcomes):
+            self._tenants.add(tenant)
         self._version[tenant] = self._version.get(tenant, 0) + 1
-        self._tenants.add(tenant)
-
-    def _apply(
-        self, conn: sqlite3.Connection, tenant: str, entity_id: str, change: Change
-    ) -> WriteOutcome:
-        row = conn.execute(
-            "SELECT rowid, doc FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
-        ).fetchone()
-        before = _loads(row[1]) if row else None
-        after, result = change(_loads(row[1]) if row else None)
-        if after is None:
-            if row is not None:
-                _delete_row(conn, row[0])
-        elif row is None:
-            if tenant not in self._tenants:
-                conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, _now()))
-            _insert_row(conn, tenant, after)
-        else:
-            _update_row(conn, row[0], tenant, before, after)
-        return WriteOutcome(before, after, result)
+        return outcomes
 
     # -- tenants and discovery -------------------------------------------------------
 
@@ -235,59 +209,6 @@ class SQLiteStore:
             "SELECT url, local_id, kind, document, created_at FROM jsonld_contexts"
         )
         return [ContextEntry(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
-
-
-def _insert_row(conn: sqlite3.Connection, tenant: str, doc: StoredEntity) -> None:
-    cur = conn.execute(
-        "INSERT INTO entities (tenant, id, types, doc) VALUES (?, ?, ?, ?)",
-        (tenant, doc["id"], _dumps(doc["type"]), _dumps(doc)),
-    )
-    rowid = cur.lastrowid
-    conn.executemany(
-        "INSERT INTO entity_types VALUES (?, ?, ?)", [(tenant, t, rowid) for t in doc["type"]]
-    )
-    _index_geo(conn, rowid, doc)
-
-
-def _update_row(
-    conn: sqlite3.Connection, rowid: int, tenant: str, before: Any, after: StoredEntity
-) -> None:
-    conn.execute(
-        "UPDATE entities SET types = ?, doc = ? WHERE rowid = ?",
-        (_dumps(after["type"]), _dumps(after), rowid),
-    )
-    if before["type"] != after["type"]:
-        conn.execute("DELETE FROM entity_types WHERE entity_rowid = ?", (rowid,))
-        conn.executemany(
-            "INSERT INTO entity_types VALUES (?, ?, ?)", [(tenant, t, rowid) for t in after["type"]]
-        )
-    if geo_sql.index_rows(rowid, before) != geo_sql.index_rows(rowid, after):
-        _unindex_geo(conn, rowid)
-        _index_geo(conn, rowid, after)
-
-
-def _delete_row(conn: sqlite3.Connection, rowid: int) -> None:
-    conn.execute("DELETE FROM entities WHERE rowid = ?", (rowid,))
-    conn.execute("DELETE FROM entity_types WHERE entity_rowid = ?", (rowid,))
-    _unindex_geo(conn, rowid)
-
-
-def _index_geo(conn: sqlite3.Connection, rowid: int | None, doc: StoredEntity) -> None:
-    for attr, (minx, miny, maxx, maxy) in geo_sql.index_rows(rowid or 0, doc):
-        cur = conn.execute(
-            "INSERT INTO geo_index (entity_rowid, attr) VALUES (?, ?)", (rowid, attr)
-        )
-        conn.execute(
-            "INSERT INTO geo_rtree VALUES (?, ?, ?, ?, ?)", (cur.lastrowid, minx, maxx, miny, maxy)
-        )
-
-
-def _unindex_geo(conn: sqlite3.Connection, rowid: int) -> None:
-    conn.execute(
-        "DELETE FROM geo_rtree WHERE id IN (SELECT id FROM geo_index WHERE entity_rowid = ?)",
-        (rowid,),
-    )
-    conn.execute("DELETE FROM geo_index WHERE entity_rowid = ?", (rowid,))
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
