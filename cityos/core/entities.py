@@ -63,8 +63,8 @@ _VALID_NAMES: set[str] = set()
 
 
 def check_name(name: object, what: str = "Attribute name") -> str:
-    if name in _VALID_NAMES:  # names repeat across Entities; the set is capped below
-        return name  # type: ignore[return-value]
+    if isinstance(name, str) and name in _VALID_NAMES:  # names repeat; the set is capped
+        return name
     if not isinstance(name, str) or not name or _FORBIDDEN.search(name):
         raise BadRequestData(f"{what} {name!r} is empty or contains a forbidden character")
     if len(_VALID_NAMES) < 50_000:
