@@ -128,7 +128,7 @@ def _insert(job: _Job, rows: list[_Row]) -> None:
         "INSERT INTO entity_types VALUES (?, ?, ?)",
         [(tenant, t, r.rowid) for r in rows if r.current for t in r.current["type"]],
     )
-    _index_geo(conn, [(r.rowid, r.current) for r in rows if r.current])
+    _index_geo(conn, tenant, [(r.rowid, r.current) for r in rows if r.current])
 
 
 def _update(job: _Job, rows: list[_Row]) -> None:
@@ -154,7 +154,7 @@ def _update(job: _Job, rows: list[_Row]) -> None:
     ]
     if moved:
         _unindex_geo(conn, [r.rowid for r in moved])
-        _index_geo(conn, [(r.rowid, r.current) for r in moved if r.current])
+        _index_geo(conn, tenant, [(r.rowid, r.current) for r in moved if r.current])
 
 
 def _delete(conn: sqlite3.Connection, rowids: list[int]) -> None:
@@ -164,7 +164,7 @@ def _delete(conn: sqlite3.Connection, rowids: list[int]) -> None:
     _unindex_geo(conn, rowids)
 
 
-def _index_geo(conn: sqlite3.Connection, docs: list[tuple[int, Any]]) -> None:
+def _index_geo(conn: sqlite3.Connection, tenant: str, docs: list[tuple[int, Any]]) -> None:
     entries = [
         (rowid, attr, box) for rowid, doc in docs for attr, box in geo_sql.index_rows(rowid, doc)
     ]
@@ -172,13 +172,22 @@ def _index_geo(conn: sqlite3.Connection, docs: list[tuple[int, Any]]) -> None:
         return
     first = conn.execute("SELECT IFNULL(max(id), 0) + 1 FROM geo_index").fetchone()[0]
     conn.executemany(
-        "INSERT INTO geo_index (id, entity_rowid, attr) VALUES (?, ?, ?)",
-        [(first + n, rowid, attr) for n, (rowid, attr, _) in enumerate(entries)],
+        "INSERT INTO geo_index (id, entity_rowid, attr, px, py, tenant) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (first + n, rowid, attr, *_point(box), tenant)
+            for n, (rowid, attr, box) in enumerate(entries)
+        ],
     )
     conn.executemany(
         "INSERT INTO geo_rtree VALUES (?, ?, ?, ?, ?)",
         [(first + n, b[0], b[2], b[1], b[3]) for n, (_, _, b) in enumerate(entries)],
     )
+
+
+def _point(box: tuple[float, float, float, float]) -> tuple[float | None, float | None]:
+    """A Point's exact position (its box has no extent), else (None, None)."""
+    minx, miny, maxx, maxy = box
+    return (minx, miny) if minx == maxx and miny == maxy else (None, None)
 
 
 def _unindex_geo(conn: sqlite3.Connection, rowids: list[int]) -> None:

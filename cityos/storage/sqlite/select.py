@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cityos.core import geo
 from cityos.core.query.typeexpr import type_names
 from cityos.storage.base import EntityQuery
 from cityos.storage.sqlite import geo_sql, query_sql
 
-__all__ = ["Select", "build_select"]
+__all__ = ["Select", "build_geo_candidates", "build_select"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,36 @@ def build_select(query: EntityQuery) -> Select:
         count_sql=f"SELECT count(*) FROM {source} WHERE {clause}",
         params=params,
     )
+
+
+def build_geo_candidates(query: EntityQuery) -> tuple[str, list[Any]] | None:
+    """For a type + geoQ query (the map view), the R-tree boxes of the candidates, without
+    reading any document: a Point's box is the Point itself, so ``near`` on Points is
+    decided from the index alone. None when other filters need the documents."""
+    if query.geo is None or query.geoproperty is None or query.q or query.scope_q or query.attrs:
+        return None
+    if query.ids or query.id_pattern or query.order_by:
+        return None
+    box = geo.query_bbox(query.geo)
+    names = type_names(query.types) if query.types is not None else ()
+    if box is None or names is None:
+        return None
+    minx, miny, maxx, maxy = box
+    sql = (
+        "SELECT g.entity_rowid, g.px, g.py FROM geo_rtree r "
+        "CROSS JOIN geo_index g ON g.id = r.id WHERE g.attr = ? "
+        "AND r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ? "
+        "AND g.tenant = ?"
+    )
+    params: list[Any] = [query.geoproperty, minx, maxx, miny, maxy, query.tenant]
+    if names:
+        marks = ", ".join("?" * len(names))
+        sql += (
+            " AND EXISTS (SELECT 1 FROM entity_types t WHERE t.tenant = ? "
+            f"AND t.type IN ({marks}) AND t.entity_rowid = g.entity_rowid)"
+        )
+        params += [query.tenant, *names]
+    return sql, params
 
 
 def _driver(query: EntityQuery) -> str:

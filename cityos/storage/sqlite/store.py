@@ -27,7 +27,7 @@ from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, 
 from cityos.storage.sqlite.bulk import apply_changes
 from cityos.storage.sqlite.indexes import AttributeIndexer
 from cityos.storage.sqlite.query_sql import register_functions
-from cityos.storage.sqlite.select import build_select
+from cityos.storage.sqlite.select import build_geo_candidates, build_select
 from cityos.storage.sqlite.writer import Writer
 
 __all__ = ["SQLiteStore"]
@@ -112,25 +112,80 @@ class SQLiteStore:
             if query.count:
                 page.count = self.reader.execute(select.count_sql, select.params).fetchone()[0]
             return page
-        matched = self._geo_filter(
-            query, [_loads(r[0]) for r in self.reader.execute(select.sql, select.params)]
-        )
-        page.entities = matched[query.offset : query.offset + query.limit]
+        fast = build_geo_candidates(query)
+        if fast is not None:
+            matched = self._geo_matches_from_index(query, *fast)
+        else:
+            matched = self._geo_matches(query, select.sql, select.params)
+        wanted = matched[query.offset : query.offset + query.limit]
+        page.entities = self._docs_by_rowid(wanted)
         page.count = len(matched) if query.count else None
         return page
 
-    def _geo_filter(self, query: EntityQuery, docs: list[StoredEntity]) -> list[StoredEntity]:
+    def _geo_matches(self, query: EntityQuery, sql: str, params: list[Any]) -> list[int]:
+        return [rowid for _, rowid in self._geo_ranked(query, sql, params)]
+
+    def _geo_ranked(
+        self, query: EntityQuery, sql: str, params: list[Any]
+    ) -> list[tuple[float, int]]:
+        """Rowids of the prefiltered candidates whose GeoProperty matches exactly, nearest
+        first for ``near``. Only the GeoProperty is read here; whole documents are read
+        afterwards for the requested page alone."""
         gq, attr = query.geo, query.geoproperty
         assert gq is not None and attr is not None
-        hits: list[tuple[float, int, StoredEntity]] = []
-        for n, doc in enumerate(docs):
-            instances = doc.get("attrs", {}).get(attr) or []
-            geoms = [i["value"] for i in instances if i.get("type") == "GeoProperty"]
-            if any(geo.matches(gq, g) for g in geoms):
-                rank = min(geo.distance_m(gq, g) for g in geoms) if gq.georel == "near" else 0.0
-                hits.append((rank, n, doc))
-        hits.sort(key=lambda h: (h[0], h[1]))
-        return [h[2] for h in hits]
+        path = '$.attrs."' + attr.replace('"', "") + '"'
+        geo_sql_text = sql.replace(
+            "SELECT e.doc FROM", "SELECT e.rowid, json_extract(e.doc, ?) FROM", 1
+        )
+        hits: list[tuple[float, int, int]] = []
+        for n, (rowid, raw) in enumerate(self.reader.execute(geo_sql_text, [path, *params])):
+            geoms = [i["value"] for i in _loads(raw or "[]") if i.get("type") == "GeoProperty"]
+            if gq.georel == "near":
+                if not geoms:
+                    continue
+                distance = min(geo.distance_m(gq, g) for g in geoms)
+                if geo.matches(gq, _nearest(gq, geoms, distance)):
+                    hits.append((distance, n, rowid))
+            elif any(geo.matches(gq, g) for g in geoms):
+                hits.append((0.0, n, rowid))
+        hits.sort()
+        return [(h[0], h[2]) for h in hits]
+
+    def _geo_matches_from_index(self, query: EntityQuery, sql: str, params: list[Any]) -> list[int]:
+        """Like _geo_matches, but Points are judged from their indexed position; only
+        Entities with other geometries have their GeoProperty read from the document."""
+        gq = query.geo
+        assert gq is not None
+        best: dict[int, float] = {}
+        others: list[int] = []
+        for rowid, px, py in self.reader.execute(sql, params):
+            if px is None:
+                others.append(rowid)
+                continue
+            point = {"type": "Point", "coordinates": [px, py]}
+            if geo.matches(gq, point):
+                distance = geo.distance_m(gq, point) if gq.georel == "near" else 0.0
+                best[rowid] = min(distance, best.get(rowid, distance))
+        if others:
+            marks = ", ".join("?" * len(others))
+            rest = self._geo_ranked(
+                query,
+                f"SELECT e.doc FROM entities e WHERE e.rowid IN ({marks}) ORDER BY e.rowid",
+                others,
+            )
+            for distance, rowid in rest:
+                best[rowid] = min(distance, best.get(rowid, distance))
+        return [r for _, r in sorted((d, r) for r, d in best.items())]
+
+    def _docs_by_rowid(self, rowids: list[int]) -> list[StoredEntity]:
+        if not rowids:
+            return []
+        marks = ", ".join("?" * len(rowids))
+        rows = self.reader.execute(
+            f"SELECT rowid, doc FROM entities WHERE rowid IN ({marks})", rowids
+        )
+        by_rowid = {r[0]: r[1] for r in rows}
+        return [_loads(by_rowid[r]) for r in rowids if r in by_rowid]
 
     async def write(self, tenant: str, entity_id: str, change: Change) -> WriteOutcome:
         outcome = (await self.write_many(tenant, [(entity_id, change)]))[0]
@@ -209,6 +264,13 @@ class SQLiteStore:
             "SELECT url, local_id, kind, document, created_at FROM jsonld_contexts"
         )
         return [ContextEntry(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
+
+
+def _nearest(gq: Any, geoms: list[Any], distance: float) -> Any:
+    """The geometry at ``distance`` (so ``near`` is tested on the closest instance)."""
+    if len(geoms) == 1:
+        return geoms[0]
+    return next(g for g in geoms if geo.distance_m(gq, g) == distance)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
