@@ -1,0 +1,1 @@
+"""City OS benchmark driver: ``python bench/run.py --help``; see ``bench/README.md``."""

@@ -1,0 +1,19 @@
+"""Benchmark a City OS NGSI-LD server: ``python bench/run.py [--quick] [--help]``.
+
+See ``bench/README.md`` for the workloads and how to read the figures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script: import ``bench`` as a package of the repository root, and keep the
+    # bench directory itself off sys.path so its module names shadow nothing.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
