@@ -56,14 +56,14 @@ def make_fetcher(settings: Settings) -> Any:
     return fetch
 
 
-def _guard(endpoint: Endpoint, params: frozenset[str]) -> Endpoint:
+def _guard(endpoint: Endpoint, params: frozenset[str] | None) -> Endpoint:
     """Checks the query parameters (an unknown one is InvalidRequest, clause 6.3.20) and
     turns every error of the handler into ProblemDetails, in the handler's own frame:
     cheaper than exception middleware, and nothing escapes to the server."""
 
     async def guarded(request: Request) -> Response:
         try:
-            unknown = [k for k in request.query_params if k not in params]
+            unknown = [k for k in request.query_params if params is not None and k not in params]
             if unknown:
                 raise InvalidRequest(
                     f"Unknown query parameter {unknown[0]!r} for {request.method} {request.url.path}"

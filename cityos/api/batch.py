@@ -170,7 +170,7 @@ async def batch_upsert(request: Request) -> Response:
 
 
 async def batch_update(request: Request) -> Response:
-    """Batch update (clause 5.6.9): an Entity of which nothing could be updated is an error."""
+    """Batch update (clause 5.6.9): attributes are appended, kept under noOverwrite."""
     body, contexts = await _batch_body(request)
     no_overwrite = "noOverwrite" in parse_options(request.query_params, frozenset({"noOverwrite"}))
     now = now_iso()
@@ -243,7 +243,11 @@ async def batch_query(request: Request) -> Response:
     entities = _merge_pages(pages, paging.offset, paging.limit)
     count = sum(p.count or 0 for p in pages)
     headers = {"NGSILD-Results-Count": str(count)} if paging.count else None
-    view = View(rctx, request.query_params, projection, svc.store, tenant)
+    params = {
+        **request.query_params,
+        **{k: str(body[k]) for k in ("join", "joinLevel", "lang") if k in body},
+    }
+    view = View(rctx, params, projection, svc.store, tenant)
     return await render_entities(entities, view, headers=headers)
 
 

@@ -15,7 +15,8 @@ from starlette.responses import Response
 
 from cityos.api import http
 from cityos.api.deps import now_iso, services
-from cityos.api.params import parse_csv, parse_flag, parse_options
+from cityos.api.linked import parse_join
+from cityos.api.params import parse_csv, parse_flag, parse_options, render_options
 from cityos.api.querying import View, entity_query, parse_projection, render_entities
 from cityos.core import changes
 from cityos.core.entities import (
@@ -87,6 +88,8 @@ async def retrieve_entity(request: Request) -> Response:
     )
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     projection = parse_projection(request.query_params, rctx.compiled)
+    render_options(request.query_params)  # a bad option is 400 whether or not the Entity exists
+    parse_join(request.query_params)
     entity = await svc.store.get_entity(tenant, entity_id)
     if "attrs" in request.query_params and not any(
         a in entity.get("attrs", {}) for a in projection.attrs or []
@@ -195,6 +198,8 @@ def _partial_fragments(
 async def replace_attr(request: Request) -> Response:
     body, rctx = await _write_context(request)
     entity_id = _entity_id(request)
+    if request.path_params["attr"] in ("scope", "id", "type"):
+        raise BadRequestData(f"{request.path_params['attr']} is an Entity member, not an Attribute")
     name = _attr_name(request, rctx)
     now = now_iso()
     instances = parse_attribute(request.path_params["attr"], body, rctx.compiled, now)
@@ -223,7 +228,21 @@ async def purge_entities(request: Request) -> Response:
     ``drop``/``keep`` only remove attributes from them."""
     svc = services(request)
     params = request.query_params
-    if not any(k in params for k in ("type", "id", "idPattern", "q", "scopeQ", "georel", "attrs")):
+    if not any(
+        k in params
+        for k in (
+            "type",
+            "id",
+            "idPattern",
+            "q",
+            "scopeQ",
+            "georel",
+            "attrs",
+            "local",
+            "drop",
+            "keep",
+        )
+    ):
         raise BadRequestData(
             "Purging needs at least one of type, id, idPattern, q, scopeQ or a geoQ"
         )
@@ -256,6 +275,10 @@ async def purge_entities(request: Request) -> Response:
 
     await svc.store.write_many(tenant, [(i, change(i)) for i in matched])
     return Response(status_code=204)
+
+
+async def attrs_not_allowed(request: Request) -> Response:
+    raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
 
 
 async def missing_id(request: Request) -> Response:
@@ -316,7 +339,7 @@ _RETRIEVE = frozenset(
 _WRITE = frozenset({"options", "local"})
 _NONE: frozenset[str] = frozenset()
 
-ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
+ROUTES: list[tuple[str, Any, list[str], frozenset[str] | None]] = [
     ("/entities", query_entities, ["GET"], _QUERY),
     ("/entities", create_entity, ["POST"], _WRITE),
     ("/entities", missing_id, ["PATCH", "PUT"], _WRITE),
@@ -330,6 +353,7 @@ ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
         frozenset({"datasetId", "deleteAll", "lang", "local"}),
     ),
     ("/entities/{entity_id:path}/attrs", append_attrs, ["POST"], _WRITE),
+    ("/entities/{entity_id:path}/attrs", attrs_not_allowed, ["GET", "PUT", "DELETE"], None),
     ("/entities/{entity_id:path}/attrs", update_attrs, ["PATCH"], _WRITE),
     ("/entities/{entity_id:path}", retrieve_entity, ["GET"], _RETRIEVE),
     ("/entities/{entity_id:path}", replace_entity, ["PUT"], _WRITE),

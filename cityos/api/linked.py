@@ -151,18 +151,22 @@ class TreeRenderer:
         """The roots, then each linked Entity once, breadth first, each with its projection."""
         out = [self.render(r, shape) for r in roots]
         seen = {r["id"] for r in roots}
-        frontier = [(r, shape) for r in roots]
+        frontier = [(r, shape, out[n]) for n, r in enumerate(roots)]
         for _ in range(self.join.level if self.join else 0):
             nxt = []
-            for entity, ent_shape in frontier:
+            for entity, ent_shape, shown in frontier:
                 for iri, instances in entity.get("attrs", {}).items():
-                    sub = ent_shape.linked(self.ctx.compact(iri))
+                    key = self.ctx.compact(iri)
+                    if key not in shown:  # a Relationship projected away is not followed
+                        continue
+                    sub = ent_shape.linked(key)
                     for obj in (o for inst in instances for o in _objects(inst)):
                         target = self.linked.get(obj)
                         if target is not None and obj not in seen:
                             seen.add(obj)
-                            out.append(self.render(target, sub))
-                            nxt.append((target, sub))
+                            rendered = self.render(target, sub)
+                            out.append(rendered)
+                            nxt.append((target, sub, rendered))
             frontier = nxt
         return out
 

@@ -73,8 +73,8 @@ def entity_query(
     """A GET /entities query (clause 6.4.3.2). One of type, attrs, q or geoQ is needed."""
     projection = parse_projection(params, ctx)
     # clause 6.4.3.2: type, attrs, q or geoQ must narrow the query; id alone does not.
-    if not any(k in params for k in ("type", "attrs", "q", "georel")):
-        raise BadRequestData("A query needs at least one of type, attrs, q or a geoQ")
+    if not any(k in params for k in ("type", "attrs", "q", "georel", "local")):
+        raise BadRequestData("A query needs at least one of type, attrs, q, a geoQ or local=true")
     geo = parse_geoq(
         params.get("georel"),
         params.get("geometry"),
@@ -162,6 +162,8 @@ async def render_entities(
         linked = await collect_linked(view.store, view.tenant, entities, join.level)
     renderer = TreeRenderer(rctx.compiled, opts, linked, join)
     rendered = render_tree(entities, renderer, projection.shape)
+    if not single:  # pick/omit may leave nothing of an Entity; it is then not a result
+        rendered = [r for r in rendered if r]
     if rctx.accept == http.GEOJSON:
         return _geojson(entities, rendered, rctx, params, single, headers)
     body: Any = rendered[0] if single and len(rendered) == 1 else rendered

@@ -222,12 +222,11 @@ def delete_attr(
 
 
 def apply_scope(entity: StoredEntity, scope: list[str], mode: str, result: UpdateResult) -> None:
-    """Scope in an update (clause 4.18): replaced (append, merge), kept under noOverwrite,
-    or replaced only if present (update)."""
-    if mode == "append-keep" and "scope" in entity:
-        result.not_updated.append(("scope", "Scope exists and options=noOverwrite was given"))
-        return
-    if mode == "update" and "scope" not in entity:
+    """Scope in an update (clause 4.18): replaced (append, merge), added to under
+    noOverwrite, or replaced only if present (update)."""
+    if mode == "append-keep":  # noOverwrite: the scopes given are added to those there
+        entity["scope"] = list(dict.fromkeys([*entity.get("scope", []), *scope]))
+    elif mode == "update" and "scope" not in entity:
         result.not_updated.append(("scope", "The Entity has no scope"))
         return
     elif scope == [NULL_URI]:
