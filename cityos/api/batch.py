@@ -177,23 +177,20 @@ async def batch_update(request: Request) -> Response:
 
     def make(item: Any, ctx: CompiledContext) -> tuple[str, Change]:
         fragment = changes.fragment_from_body(item, check_uri(item.get("id")), ctx, now)
-        return fragment.entity_id, _strict(changes.append(fragment, no_overwrite))
+        return fragment.entity_id, changes.append(fragment, no_overwrite)
 
     results = await _run(request, _plan(body, contexts, make))
-    return _result(results, 204, None)
+    return _result([(i, _partial_as_error(r)) for i, r in results], 204, None)
 
 
-def _strict(change: Change) -> Change:
-    def strict(current: Any) -> Any:
-        after, result = change(current)
-        if result.not_updated and not result.updated:
-            names = ", ".join(n for n, _ in result.not_updated)
-            raise BadRequestData(
-                f"Attributes were not updated: {names} ({result.not_updated[0][1]})"
-            )
-        return after, result
-
-    return strict
+def _partial_as_error(outcome: WriteOutcome | Exception) -> WriteOutcome | Exception:
+    """An Entity some of whose attributes were kept (noOverwrite) is reported among the
+    errors of the 207, though what could be appended was (clause 5.6.9)."""
+    if isinstance(outcome, WriteOutcome) and outcome.result.not_updated:
+        names = ", ".join(n for n, _ in outcome.result.not_updated)
+        reason = outcome.result.not_updated[0][1]
+        return BadRequestData(f"Attributes were not updated: {names} ({reason})")
+    return outcome
 
 
 async def batch_merge(request: Request) -> Response:

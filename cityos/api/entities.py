@@ -253,7 +253,10 @@ async def purge_entities(request: Request) -> Response:
         request, await svc.store.tenant_exists(http.tenant_of(request))
     )
     query, _ = entity_query(
-        {**params, "limit": str(svc.settings.max_limit)}, rctx.compiled, tenant, svc.settings
+        {**params, "limit": str(svc.settings.max_limit), "local": "true"},
+        rctx.compiled,
+        tenant,
+        svc.settings,
     )
     matched: list[str] = []
     while True:

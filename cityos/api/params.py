@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from cityos.core.entities import check_uri
 from cityos.core.render import RenderOptions
-from cityos.errors import BadRequestData, TooManyResults
+from cityos.errors import BadRequestData, InvalidRequest, TooManyResults
 
 __all__ = [
     "FORMATS",
@@ -44,8 +44,8 @@ def parse_csv(value: str | None) -> list[str]:
 def parse_options(params: Mapping[str, str], allowed: frozenset[str] = _GET_OPTIONS) -> set[str]:
     options = set(parse_csv(params.get("options")))
     unknown = options - allowed
-    if unknown:
-        raise BadRequestData(f"Unknown options: {', '.join(sorted(unknown))}")
+    if unknown:  # clause 6.3.20: an unknown parameter value is InvalidRequest, as a name is
+        raise InvalidRequest(f"Unknown options: {', '.join(sorted(unknown))}")
     return options
 
 
@@ -71,7 +71,7 @@ def render_options(params: Mapping[str, str], attrs: list[str] | None = None) ->
             fmt = FORMATS[name]
     if "format" in params:
         if params["format"] not in FORMATS:
-            raise BadRequestData(f"Unknown format {params['format']!r}")
+            raise InvalidRequest(f"Unknown format {params['format']!r}")
         fmt = FORMATS[params["format"]]
     lang = params.get("lang")
     if lang is not None and not lang.strip():

@@ -136,8 +136,8 @@ CASES = [
     Case("merge-id-mismatch", "PATCH", f"{E}/{ID}", 400, "BadRequestData", json={"id": NEW, "t": prop(1)}),
     Case("merge-invalid-attribute", "PATCH", f"{E}/{ID}", 400, "BadRequestData", json={"temperature": prop(1), "bad": {"type": "Relationship", "object": "x"}}),
     Case("delete-attr-dataset-not-uri", "DELETE", f"{E}/{ID}/attrs/temperature", 400, "BadRequestData", params={"datasetId": "not a uri"}),
-    bad_get("unknown-options", f"/entities/{ID}", 400, "BadRequestData", options="fancy"),
-    bad_get("unknown-format", f"/entities/{ID}", 400, "BadRequestData", format="fancy"),
+    bad_get("unknown-options", f"/entities/{ID}", 400, "InvalidRequest", options="fancy"),
+    bad_get("unknown-format", f"/entities/{ID}", 400, "InvalidRequest", format="fancy"),
     bad_get("pick-and-omit", f"/entities/{ID}", 400, "BadRequestData", pick="temperature", omit="location"),
     bad_get("empty-lang", f"/entities/{ID}", 400, "BadRequestData", lang=""),
     # -- not found ------------------------------------------------------------------
