@@ -16,12 +16,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cityos import __version__
-from cityos.api import batch, contexts, entities, types
+from cityos.api import batch, contexts, entities, subscriptions, types
 from cityos.api.deps import Services
 from cityos.api.problems import render_exception
 from cityos.config import Settings
 from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
+from cityos.core.subscriptions import Subscription, parse_subscription
 from cityos.errors import InvalidRequest, LdContextNotAvailable
+from cityos.notifier import Notifier
 from cityos.storage.base import Store
 from cityos.storage.sqlite.store import SQLiteStore
 
@@ -78,7 +80,7 @@ def _guard(endpoint: Endpoint, params: frozenset[str] | None) -> Endpoint:
 
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
-    for module in (entities, batch, types, contexts):
+    for module in (entities, batch, types, contexts, subscriptions):
         for path, endpoint, methods, params in module.ROUTES:
             routes.append(Route(PREFIX + path, _guard(endpoint, params), methods=methods))
     routes.append(Route("/version", version, methods=["GET"]))
@@ -105,20 +107,40 @@ class TrailingSlash:
         await self.app(scope, receive, send)
 
 
+async def restore_subscriptions(store: Any, registry: ContextRegistry) -> list[Subscription]:
+    """The Subscriptions kept in the store, with their state, as they were at the stop."""
+    out = []
+    for tenant, _, doc in await store.load_subscriptions():
+        ctx = await registry.compile(doc["context"])
+        sub = parse_subscription(doc["body"], ctx, tenant, doc["context"], now="")
+        sub.status = doc.get("status", {})
+        out.append(sub)
+    return out
+
+
 def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The ASGI app. The store opens in the lifespan (tests without lifespan open it themselves)."""
     store = store or open_store(settings)
     registry = ContextRegistry(store, make_fetcher(settings), settings.base_url)
+    notifier = Notifier(store, registry)
+
+    async def startup() -> None:
+        await store.open()
+        await registry.load()
+        await notifier.start(await restore_subscriptions(store, registry))
+        log.info("City OS %s serving NGSI-LD at %s%s", __version__, settings.base_url, PREFIX)
+
+    async def shutdown() -> None:
+        await notifier.stop()
+        await store.close()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
-        await registry.load()
-        log.info("City OS %s serving NGSI-LD at %s%s", __version__, settings.base_url, PREFIX)
+        await startup()
         try:
             yield
         finally:
-            await store.close()
+            await shutdown()
 
     app = Starlette(
         routes=_routes(),
@@ -126,5 +148,7 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
         exception_handlers={404: render_exception, 405: render_exception},
         middleware=[Middleware(TrailingSlash)],
     )
-    app.state.services = Services(settings=settings, store=store, contexts=registry)
+    # Tests drive the app without a lifespan (httpx.ASGITransport) and call these.
+    app.state.startup, app.state.shutdown = startup, shutdown
+    app.state.services = Services(settings=settings, store=store, contexts=registry, notifier=notifier)
     return app

@@ -1,7 +1,7 @@
 """Shared fixtures: the real ASGI app over HTTP on a real SQLite file in ``tmp_path``.
 
-``httpx.ASGITransport`` skips the lifespan, so the ``app`` fixture opens the store and
-loads the @context registry itself, as the lifespan in ``cityos.app`` does. Builders for
+``httpx.ASGITransport`` skips the lifespan, so the ``app`` fixture runs the app's own
+startup and shutdown (``app.state.startup``/``shutdown``, what the lifespan runs). Builders for
 request bodies are in ``tests/api/helpers.py``.
 """
 
@@ -31,12 +31,11 @@ def settings(tmp_path: Path) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
     store = SQLiteStore(settings.sqlite_path, durable=settings.durable)
     application = build_app(settings, store)
-    await store.open()
-    await application.state.services.contexts.load()
+    await application.state.startup()
     try:
         yield application
     finally:
-        await store.close()
+        await application.state.shutdown()
 
 
 @pytest.fixture

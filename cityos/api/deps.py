@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from cityos.config import Settings
 from cityos.core.contexts import ContextRegistry
+from cityos.notifier import Notifier
 from cityos.storage.base import Store
 
 __all__ = ["Services", "now_iso", "services"]
@@ -19,6 +20,7 @@ class Services:
     settings: Settings
     store: Store
     contexts: ContextRegistry
+    notifier: Notifier
 
 
 def services(request: Request) -> Services:

@@ -20,7 +20,8 @@ API = "/ngsi-ld/v1"
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
-SDM = Path("/work/shared/fixtures/smart-data-models")
+# shared/ sits beside the repository, in CI as here.
+SDM = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "smart-data-models"
 
 
 @contextlib.asynccontextmanager
@@ -28,14 +29,13 @@ async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The real app on its own SQLite file, for tests that need custom Settings."""
     store = SQLiteStore(settings.sqlite_path, durable=settings.durable)
     app = build_app(settings, store)
-    await store.open()
-    await app.state.services.contexts.load()
+    await app.state.startup()
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             yield client
     finally:
-        await store.close()
+        await app.state.shutdown()
 
 
 def prop(value: Any, **meta: Any) -> dict[str, Any]:

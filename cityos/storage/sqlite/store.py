@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from cityos.storage.sqlite.writer import Writer
 
 __all__ = ["SQLiteStore"]
 
+Listener = Callable[[str, list[WriteOutcome]], list[tuple[str, str, str, str]]]
 _loads = orjson.loads
 _dumps = orjson.dumps
 
@@ -50,6 +51,10 @@ class SQLiteStore:
         self._version: dict[str, int] = {}
         self._summary: dict[str, tuple[int, Any]] = {}
         self.indexer = AttributeIndexer(self._writer)
+        # Set by the notifier: called in the write transaction with the outcomes, returns
+        # outbox rows to insert with them; and called after each commit.
+        self.listener: Listener | None = None
+        self.on_commit: Callable[[], None] | None = None
 
     # -- connections ----------------------------------------------------------------
 
@@ -197,13 +202,25 @@ class SQLiteStore:
         self, tenant: str, changes: Sequence[tuple[str, Change]]
     ) -> list[WriteOutcome | Exception]:
         known = tenant in self._tenants
+        listener = self.listener
 
         def job(conn: sqlite3.Connection) -> list[WriteOutcome | Exception]:
             if not known:
                 conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, _now()))
-            return apply_changes(conn, tenant, changes)
+            outcomes = apply_changes(conn, tenant, changes)
+            if listener is not None:
+                rows = listener(tenant, [o for o in outcomes if isinstance(o, WriteOutcome)])
+                if rows:
+                    conn.executemany(
+                        "INSERT INTO notification_outbox (tenant, subscription_id, entity_id, payload) "
+                        "VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+            return outcomes
 
         outcomes: list[WriteOutcome | Exception] = await self._writer.run(job)
+        if self.on_commit is not None:
+            self.on_commit()
         if any(isinstance(o, WriteOutcome) and o.after is not None for o in outcomes):
             self._tenants.add(tenant)
         self._version[tenant] = self._version.get(tenant, 0) + 1
@@ -237,6 +254,35 @@ class SQLiteStore:
         rows = [AttributeSummaryRow(*r) for r in self.reader.execute(sql, (tenant,))]
         self._summary[tenant] = (version, rows)
         return rows
+
+    # -- subscriptions and their notification outbox ------------------------------------
+
+    async def save_subscription(self, tenant: str, sub_id: str, doc: Any) -> None:
+        values = (tenant, sub_id, _dumps(doc).decode())
+        await self._writer.run(lambda c: c.execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", values))
+
+    async def delete_subscription(self, tenant: str, sub_id: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, sub_id))
+            conn.execute("DELETE FROM notification_outbox WHERE tenant = ? AND subscription_id = ?", (tenant, sub_id))
+
+        await self._writer.run(job)
+
+    async def load_subscriptions(self) -> list[tuple[str, str, Any]]:
+        rows = self.reader.execute("SELECT tenant, id, doc FROM subscriptions")
+        return [(r[0], r[1], _loads(r[2])) for r in rows]
+
+    async def pending_notifications(self, after_key: int, limit: int) -> list[tuple[int, str, str, str, Any]]:
+        rows = self.reader.execute(
+            "SELECT key, tenant, subscription_id, entity_id, payload FROM notification_outbox "
+            "WHERE key > ? ORDER BY key LIMIT ?",
+            (after_key, limit),
+        )
+        return [(r[0], r[1], r[2], r[3], _loads(r[4])) for r in rows]
+
+    async def finish_notifications(self, keys: Sequence[int]) -> None:
+        params = [(k,) for k in keys]
+        await self._writer.run(lambda c: c.executemany("DELETE FROM notification_outbox WHERE key = ?", params))
 
     # -- @context registry -------------------------------------------------------------
 

@@ -1,0 +1,144 @@
+"""HTTP handlers of /ngsi-ld/v1/subscriptions (GS CIM 009 V1.8.1 clauses 5.8, 6.10-6.11).
+
+Plus a live stream of a Subscription's notifications as Server-Sent Events, for web
+consoles and dashboards: ``GET /ngsi-ld/v1/subscriptions/{id}/stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from cityos.api import http
+from cityos.api.deps import now_iso, services
+from cityos.api.params import parse_paging
+from cityos.core.entities import check_uri
+from cityos.core.subscriptions import Subscription, apply_members, parse_subscription
+from cityos.errors import AlreadyExists, BadRequestData, InvalidRequest, ResourceNotFound
+from cityos.notifier import stored_form
+
+__all__ = ["ROUTES", "render_subscription"]
+
+_READ_ONLY = ("status", "timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure")
+
+
+def render_subscription(sub: Subscription, now: str) -> dict[str, Any]:
+    """The Subscription as given, with its state (clause 5.2.12: status, isActive, counters)."""
+    out = {k: v for k, v in sub.body.items() if k not in ("status",)}
+    notification = {k: v for k, v in out.get("notification", {}).items() if k not in _READ_ONLY}
+    notification.update({k: v for k, v in sub.status.items() if k in _READ_ONLY})
+    out["notification"] = notification
+    out["isActive"] = sub.is_active
+    expired = sub.expires_at is not None and sub.expires_at <= now
+    out["status"] = "expired" if expired else ("active" if sub.is_active else "paused")
+    if isinstance(sub.context, str):
+        out["jsonldContext"] = sub.context
+    return out
+
+
+def _find(request: Request) -> Subscription:
+    sub_id = request.path_params["sub_id"]
+    sub = services(request).notifier.subs.get((http.tenant_of(request), sub_id))
+    if sub is None:
+        raise ResourceNotFound(f"Subscription {sub_id} does not exist")
+    return sub
+
+
+async def create_subscription(request: Request) -> Response:
+    http.check_content_type(request)
+    svc = services(request)
+    body = await http.read_json(request, svc.settings.max_body_bytes)
+    rctx = await http.request_context(request, svc.contexts, body)
+    tenant = http.tenant_of(request)
+    sub = parse_subscription(body, rctx.compiled, tenant, rctx.value, now_iso())
+    if (tenant, sub.id) in svc.notifier.subs:
+        raise AlreadyExists(f"Subscription {sub.id} already exists")
+    await svc.store.save_subscription(tenant, sub.id, stored_form(sub))
+    svc.notifier.put(sub)
+    return Response(status_code=201, headers={"Location": "/ngsi-ld/v1/subscriptions/" + quote(sub.id, safe=":")})
+
+
+async def list_subscriptions(request: Request) -> Response:
+    svc = services(request)
+    accept = http.negotiate(request)
+    rctx = await http.request_context(request, svc.contexts, accept=accept)
+    paging = parse_paging(request.query_params, svc.settings.default_limit, svc.settings.max_limit)
+    tenant = http.tenant_of(request)
+    subs = sorted((s for (t, _), s in svc.notifier.subs.items() if t == tenant), key=lambda s: s.id)
+    now = now_iso()
+    page = [render_subscription(s, now) for s in subs[paging.offset : paging.offset + paging.limit]]
+    headers = {"NGSILD-Results-Count": str(len(subs))} if paging.count else None
+    return http.json_response(page, rctx, headers=headers)
+
+
+async def retrieve_subscription(request: Request) -> Response:
+    svc = services(request)
+    accept = http.negotiate(request)
+    check_uri(request.path_params["sub_id"], "Subscription id")
+    rctx = await http.request_context(request, svc.contexts, accept=accept)
+    return http.json_response(render_subscription(_find(request), now_iso()), rctx)
+
+
+async def update_subscription(request: Request) -> Response:
+    """PATCH /subscriptions/{id} (clause 5.8.2): members are replaced; isActive pauses."""
+    http.check_content_type(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
+    svc = services(request)
+    check_uri(request.path_params["sub_id"], "Subscription id")
+    body = await http.read_json(request, svc.settings.max_body_bytes)
+    rctx = await http.request_context(request, svc.contexts, body)
+    sub = _find(request)
+    fragment = {k: v for k, v in body.items() if k != "@context"}
+    if not fragment or fragment.get("id", sub.id) != sub.id or fragment.get("type", "Subscription") != "Subscription":
+        raise BadRequestData("The fragment is empty or names another Subscription")
+    updated = apply_members(sub, fragment, rctx.compiled, now_iso())
+    await svc.store.save_subscription(sub.tenant, sub.id, stored_form(updated))
+    svc.notifier.put(updated)
+    return Response(status_code=204)
+
+
+async def delete_subscription(request: Request) -> Response:
+    svc = services(request)
+    check_uri(request.path_params["sub_id"], "Subscription id")
+    sub = _find(request)
+    await svc.store.delete_subscription(sub.tenant, sub.id)
+    svc.notifier.remove(sub.tenant, sub.id)
+    return Response(status_code=204)
+
+
+async def stream_subscription(request: Request) -> Response:
+    """Server-Sent Events: each notification of the Subscription as one ``data:`` event."""
+    sub = _find(request)
+    notifier = services(request).notifier
+
+    async def events() -> AsyncIterator[bytes]:
+        async with notifier.stream(sub.tenant, sub.id) as queue:
+            yield b": connected\n\n"
+            while True:
+                try:
+                    body = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield b"event: notification\ndata: " + body + b"\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+async def missing_subscription_id(request: Request) -> Response:
+    raise InvalidRequest(f"{request.method} needs a Subscription id in the path")
+
+
+_LIST = frozenset({"limit", "offset", "count", "local"})
+ROUTES: list[tuple[str, Any, list[str], frozenset[str] | None]] = [
+    ("/subscriptions", list_subscriptions, ["GET"], _LIST),
+    ("/subscriptions", create_subscription, ["POST"], frozenset()),
+    ("/subscriptions/{sub_id:path}/stream", stream_subscription, ["GET"], frozenset()),
+    ("/subscriptions/{sub_id:path}", retrieve_subscription, ["GET"], frozenset()),
+    ("/subscriptions/{sub_id:path}", update_subscription, ["PATCH"], frozenset()),
+    ("/subscriptions/{sub_id:path}", delete_subscription, ["DELETE"], frozenset()),
+]

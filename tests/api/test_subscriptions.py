@@ -1,0 +1,198 @@
+"""Subscriptions over HTTP with a real local receiver (an aiohttp server on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+
+from cityos.config import Settings
+from .helpers import client_for, entity, prop
+
+API = "/ngsi-ld/v1"
+ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+class Receiver:
+    """A real HTTP endpoint that records the notifications it is sent."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.arrived = asyncio.Event()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(orjson.loads(await request.read()))
+        self.headers.append(dict(request.headers))
+        self.arrived.set()
+        return web.Response(status=204)
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        async def enough() -> None:
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.received
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/notify", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    rec.url = f"http://127.0.0.1:{port}/notify"
+    yield rec
+    await runner.cleanup()
+
+
+def subscription(uri: str, **members: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "urn:ngsi-ld:Subscription:river",
+        "type": "Subscription",
+        "entities": [{"type": "WaterLevel"}],
+        "notification": {"endpoint": {"uri": uri}},
+    }
+    notification = members.pop("notification", {})
+    body.update(members)
+    body["notification"].update(notification)
+    return body
+
+
+async def subscribe(client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    response = await client.post(f"{API}/subscriptions", json=body)
+    assert response.status_code == 201, response.text
+
+
+async def test_crud(client: httpx.AsyncClient) -> None:
+    await subscribe(client, subscription("http://127.0.0.1:9/notify"))
+    sub = (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).json()
+    assert sub["status"] == "active" and sub["isActive"] is True
+    assert sub["entities"] == [{"type": "WaterLevel"}]
+    listed = await client.get(f"{API}/subscriptions", params={"count": "true"})
+    assert listed.headers["NGSILD-Results-Count"] == "1"
+    patched = await client.patch(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river", json={"isActive": False})
+    assert patched.status_code == 204
+    sub = (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).json()
+    assert sub["status"] == "paused"
+    again = await client.post(f"{API}/subscriptions", json=subscription("http://127.0.0.1:9/x"))
+    assert again.status_code == 409
+    assert (await client.delete(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).status_code == 204
+    assert (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ("no-type", {"type": None}),
+        ("no-entities-or-watched", {"entities": None}),
+        ("bad-endpoint", {"notification": {"endpoint": {"uri": "ftp://x"}}}),
+        ("bad-trigger", {"notificationTrigger": ["entityExploded"]}),
+        ("interval-and-watched", {"timeInterval": 10, "watchedAttributes": ["level"]}),
+        ("expired", {"expiresAt": "2001-01-01T00:00:00Z"}),
+        ("bad-format", {"notification": {"format": "xml"}}),
+        ("bad-q", {"q": "level>>1"}),
+        ("bad-throttling", {"throttling": -1}),
+        ("bad-id", {"id": "not a uri"}),
+    ],
+)
+async def test_invalid_subscriptions_are_bad_request_data(
+    client: httpx.AsyncClient, change: str, fragment: dict[str, Any]
+) -> None:
+    body = subscription("http://127.0.0.1:9/notify")
+    for key, value in fragment.items():
+        if value is None:
+            body.pop(key)
+        elif isinstance(value, dict) and key == "notification":
+            body["notification"] = {**body["notification"], **value}
+        else:
+            body[key] = value
+    response = await client.post(f"{API}/subscriptions", json=body)
+    assert response.status_code == 400, (change, response.text)
+    assert response.json()["type"] == ERRORS + "BadRequestData"
+    assert (await client.get(f"{API}/subscriptions")).json() == []
+
+
+async def test_notifications_follow_changes(client: httpx.AsyncClient, receiver: Receiver) -> None:
+    triggers = ["entityCreated", "attributeUpdated", "entityDeleted"]
+    await subscribe(client, subscription(receiver.url, notificationTrigger=triggers, q="level>2"))
+    await client.post(f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(3.1)))
+    await client.post(f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:2", "WaterLevel", level=prop(0.5)))
+    await client.patch(f"{API}/entities/urn:ngsi-ld:WaterLevel:1/attrs", json={"level": prop(3.6)})
+    await client.delete(f"{API}/entities/urn:ngsi-ld:WaterLevel:1")
+    received = await receiver.wait_for(3)
+    assert [n["data"][0]["id"] for n in received] == ["urn:ngsi-ld:WaterLevel:1"] * 3
+    assert received[0]["data"][0]["level"]["value"] == 3.1
+    assert received[1]["data"][0]["level"]["value"] == 3.6
+    assert "deletedAt" in received[2]["data"][0]
+    assert all(n["type"] == "Notification" and n["subscriptionId"] == "urn:ngsi-ld:Subscription:river" for n in received)
+    assert len({n["id"] for n in received}) == 3
+    assert "rel=\"http://www.w3.org/ns/json-ld#context\"" in receiver.headers[0]["Link"]
+
+
+async def test_key_values_show_changes_and_receiver_info(client: httpx.AsyncClient, receiver: Receiver) -> None:
+    notification = {
+        "format": "keyValues",
+        "endpoint": {"uri": receiver.url, "receiverInfo": [{"key": "X-Town", "value": "Takamatsu"}]},
+    }
+    await subscribe(client, subscription(receiver.url, notification=notification))
+    await client.post(f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(1.0)))
+    received = await receiver.wait_for(1)
+    assert received[0]["data"][0] == {"id": "urn:ngsi-ld:WaterLevel:1", "type": "WaterLevel", "level": 1.0}
+    assert receiver.headers[0]["X-Town"] == "Takamatsu"
+
+
+async def test_previous_value_with_show_changes(client: httpx.AsyncClient, receiver: Receiver) -> None:
+    await subscribe(client, subscription(receiver.url, notification={"showChanges": True}))
+    await client.post(f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(1.0)))
+    await client.patch(f"{API}/entities/urn:ngsi-ld:WaterLevel:1/attrs", json={"level": prop(2.0)})
+    received = await receiver.wait_for(2)
+    assert received[1]["data"][0]["level"]["previousValue"] == 1.0
+
+
+async def test_every_fast_update_is_notified_in_order(client: httpx.AsyncClient, receiver: Receiver) -> None:
+    await subscribe(client, subscription(receiver.url))
+    await client.post(f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(0)))
+    for n in range(1, 30):
+        await client.patch(f"{API}/entities/urn:ngsi-ld:WaterLevel:1/attrs", json={"level": prop(n)})
+    received = await receiver.wait_for(30)
+    assert [n["data"][0]["level"]["value"] for n in received] == list(range(30))
+
+
+async def test_status_counts_deliveries(client: httpx.AsyncClient, receiver: Receiver) -> None:
+    await subscribe(client, subscription(receiver.url))
+    await client.post(f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(0)))
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.1)
+    notification = (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).json()["notification"]
+    assert notification["timesSent"] == 1 and notification["status"] == "ok"
+    assert "lastSuccess" in notification
+
+
+async def test_pending_notification_survives_a_restart(tmp_path: Path, receiver: Receiver) -> None:
+    settings = Settings(data_dir=tmp_path, durable=True)
+    dead = "http://127.0.0.1:9/notify"  # nothing listens: the notification stays pending
+    async with client_for(settings) as client:
+        await subscribe(client, subscription(dead))
+        await client.post(f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(9)))
+        await client.patch(
+            f"{API}/subscriptions/urn:ngsi-ld:Subscription:river",
+            json={"notification": {"endpoint": {"uri": receiver.url}}},
+        )
+    async with client_for(settings) as client:
+        received = await receiver.wait_for(1)
+        assert received[0]["data"][0]["level"]["value"] == 9
+        assert received[0]["id"].startswith("urn:ngsi-ld:Notification:")
