@@ -150,5 +150,7 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     )
     # Tests drive the app without a lifespan (httpx.ASGITransport) and call these.
     app.state.startup, app.state.shutdown = startup, shutdown
-    app.state.services = Services(settings=settings, store=store, contexts=registry, notifier=notifier)
+    app.state.services = Services(
+        settings=settings, store=store, contexts=registry, notifier=notifier
+    )
     return app

@@ -23,23 +23,26 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
+from cityos.core.linked import Join, Shape, TreeRenderer, collect_linked, parse_join, render_tree
+from cityos.core.model import VALUE_MEMBER
+from cityos.core.query.ast import TypeName
 from cityos.core.render import RenderOptions, render_entity
 from cityos.core.subscriptions import Subscription, triggers_for
 from cityos.notify.delivery import Attempt, Deliverer, Delivery
-from cityos.storage.base import WriteOutcome
+from cityos.storage.base import EntityQuery, WriteOutcome
 
 __all__ = ["Notifier"]
 
 log = logging.getLogger(__name__)
 _BATCH = 500
+_PERIODIC_BASE = 1 << 62  # keys of timeInterval notifications, which have no outbox row
 _FORMATS = {"simplified": "keyValues"}
-_PREVIOUS = {"Property": "previousValue", "GeoProperty": "previousValue", "Relationship": "previousObject"}
 
 
 def _now() -> str:
@@ -60,6 +63,8 @@ class Notifier:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _streams: dict[tuple[str, str], set[asyncio.Queue[bytes]]] = field(default_factory=dict)
     deliverer: Deliverer | None = None
+    _next_due: dict[tuple[str, str], float] = field(default_factory=dict)
+    _periodic_key: int = _PERIODIC_BASE
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -72,7 +77,11 @@ class Notifier:
         await self.deliverer.start()
         self.store.listener = self.listener
         self.store.on_commit = self.kick
-        self._tasks = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._housekeeping())]
+        self._tasks = [
+            asyncio.create_task(self._dispatch()),
+            asyncio.create_task(self._housekeeping()),
+            asyncio.create_task(self._periodic()),
+        ]
         self._wake.set()  # deliver what a crash or stop left in the outbox
 
     async def stop(self) -> None:
@@ -104,7 +113,9 @@ class Notifier:
 
     # -- in the write transaction (writer thread) -----------------------------------------
 
-    def listener(self, tenant: str, outcomes: list[WriteOutcome]) -> list[tuple[str, str, str, str]]:
+    def listener(
+        self, tenant: str, outcomes: list[WriteOutcome]
+    ) -> list[tuple[str, str, str, str]]:
         subs = self._by_tenant.get(tenant)
         if not subs:
             return []
@@ -119,7 +130,12 @@ class Notifier:
                     continue
                 entity = outcome.after if outcome.after is not None else outcome.before
                 assert entity is not None
-                payload = {"trigger": trigger, "entity": entity, "previous": outcome.before, "at": now}
+                payload = {
+                    "trigger": trigger,
+                    "entity": entity,
+                    "previous": outcome.before,
+                    "at": now,
+                }
                 rows.append((tenant, sub.id, entity["id"], orjson.dumps(payload).decode()))
         return rows
 
@@ -150,7 +166,9 @@ class Notifier:
                     self._cursor = key
                     await self._submit(key, tenant, sub_id, entity_id, payload)
 
-    async def _submit(self, key: int, tenant: str, sub_id: str, entity_id: str, payload: Any) -> None:
+    async def _submit(
+        self, key: int, tenant: str, sub_id: str, entity_id: str, payload: Any
+    ) -> None:
         sub = self.subs.get((tenant, sub_id))
         if sub is None or self.deliverer is None:
             self._done.append(key)
@@ -159,19 +177,28 @@ class Notifier:
         self._fan_out(sub, body)
         endpoint = sub.body["notification"]["endpoint"]
         info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}
-        self.deliverer.submit(Delivery(key, tenant, sub_id, entity_id, endpoint["uri"], headers, body, info))
+        self.deliverer.submit(
+            Delivery(key, tenant, sub_id, entity_id, endpoint["uri"], headers, body, info)
+        )
 
-    async def render(self, sub: Subscription, payloads: list[Any], notification_id: str) -> tuple[bytes, dict[str, str]]:
+    async def render(
+        self, sub: Subscription, payloads: list[Any], notification_id: str
+    ) -> tuple[bytes, dict[str, str]]:
         """The Notification body and HTTP headers for some changes (clause 5.3.1)."""
         ctx = await self.contexts.compile(sub.context)
         notification = sub.body["notification"]
         opts = RenderOptions(
-            format=_FORMATS.get(notification.get("format", "normalized"), notification.get("format", "normalized")),
+            format=_FORMATS.get(
+                notification.get("format", "normalized"), notification.get("format", "normalized")
+            ),
             sys_attrs=bool(notification.get("sysAttrs", False)),
             lang=sub.body.get("lang"),
             attrs=sub.attributes,
         )
         data = [self._data(p, ctx, opts, bool(notification.get("showChanges"))) for p in payloads]
+        join = parse_join(notification)
+        if join is not None:  # Linked Entity Retrieval in notifications (clause 5.2.14)
+            data = await self._joined(sub, payloads, ctx, opts, join)
         accept = notification["endpoint"].get("accept", "application/json")
         body: dict[str, Any] = {
             "id": notification_id,
@@ -180,27 +207,42 @@ class Notifier:
             "notifiedAt": _now(),
             "data": data,
         }
-        headers = {"Content-Type": "application/json" if accept == "application/geo+json" else accept}
+        headers = {
+            "Content-Type": "application/json" if accept == "application/geo+json" else accept
+        }
         context_url = sub.context if isinstance(sub.context, str) else CORE_CONTEXT_URL
         if accept == "application/ld+json":
             body["@context"] = sub.context if sub.context is not None else CORE_CONTEXT_URL
         else:
-            headers["Link"] = f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+            headers["Link"] = (
+                f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+            )
         if sub.tenant:
             headers["NGSILD-Tenant"] = sub.tenant
         for item in notification["endpoint"].get("receiverInfo", []):
             headers[item["key"]] = str(item["value"])
         return orjson.dumps(body), headers
 
+    async def _joined(
+        self, sub: Subscription, payloads: list[Any], ctx: Any, opts: RenderOptions, join: Join
+    ) -> list[dict[str, Any]]:
+        roots = [p["entity"] for p in payloads if p["trigger"] != "entityDeleted"]
+        linked = await collect_linked(self.store, sub.tenant, roots, join.level)
+        return render_tree(roots, TreeRenderer(ctx, opts, linked, join), Shape())
+
     def _data(self, payload: Any, ctx: Any, opts: RenderOptions, show_changes: bool) -> dict[str, Any]:
-        entity = payload["entity"]
+        entity, previous = payload["entity"], payload.get("previous")
         if payload["trigger"] == "entityDeleted":
-            types = [ctx.compact(t) for t in entity["type"]]
-            return {"id": entity["id"], "type": types[0] if len(types) == 1 else types, "deletedAt": payload["at"]}
+            out = _deleted_entity(entity, ctx, opts, payload["at"])
+            if show_changes:
+                _add_nulls(out, entity, {}, ctx, opts, show_changes)
+            return out
         out = render_entity(entity, ctx, opts)
-        previous = payload.get("previous")
-        if show_changes and previous and opts.format == "normalized":
-            _add_previous(out, entity, previous, ctx)
+        if previous:
+            # clause 5.2.12: a deleted attribute is notified as the NGSI-LD Null
+            _add_nulls(out, previous, entity.get("attrs", {}), ctx, opts, show_changes)
+            if show_changes and opts.format == "normalized":
+                _add_previous(out, entity, previous, ctx)
         return out
 
     # -- results ------------------------------------------------------------------------
@@ -219,9 +261,11 @@ class Notifier:
                 status["timesFailed"] = status.get("timesFailed", 0) + 1
                 status["lastFailure"] = attempt.at
                 status["status"] = "failed"
-                log.warning("Notification %s for %s failed: %s", d.key, d.subscription_id, attempt.error)
+                log.warning(
+                    "Notification %s for %s failed: %s", d.key, d.subscription_id, attempt.error
+                )
             self._dirty.add((d.tenant, d.subscription_id))
-        if attempt.final and d.key > 0:
+        if attempt.final and d.key < _PERIODIC_BASE:
             self._done.append(d.key)
 
     async def _housekeeping(self) -> None:
@@ -238,6 +282,45 @@ class Notifier:
             sub = self.subs.get(key)
             if sub is not None:
                 await self.store.save_subscription(sub.tenant, sub.id, stored_form(sub))
+
+    # -- periodic notifications (timeInterval, clause 5.2.12) -----------------------------
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now, clock = _now(), time.monotonic()
+            for key, sub in list(self.subs.items()):
+                if sub.time_interval is None or not sub.is_live(now):
+                    self._next_due.pop(key, None)
+                    continue
+                due = self._next_due.setdefault(key, clock)  # the first one at once
+                if due <= clock:
+                    self._next_due[key] = clock + sub.time_interval
+                    await self._send_current(sub, now)
+
+    async def _send_current(self, sub: Subscription, now: str) -> None:
+        """One notification with every Entity the Subscription selects, as it is now."""
+        entities: dict[str, Any] = {}
+        for query in _queries(sub):
+            for entity in (await self.store.query_entities(query)).entities:
+                entities.setdefault(entity["id"], entity)
+        if not entities or self.deliverer is None:
+            return
+        payloads = [
+            {"trigger": "timeInterval", "entity": e, "previous": None, "at": now}
+            for e in entities.values()
+        ]
+        self._periodic_key += 1
+        body, headers = await self.render(
+            sub, payloads, f"urn:ngsi-ld:Notification:p{self._periodic_key}"
+        )
+        self._fan_out(sub, body)
+        endpoint = sub.body["notification"]["endpoint"]
+        info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}
+        delivery = Delivery(
+            self._periodic_key, sub.tenant, sub.id, "", endpoint["uri"], headers, body, info
+        )
+        self.deliverer.submit(delivery)
 
     # -- live streams (Server-Sent Events) --------------------------------------------------
 
@@ -256,8 +339,40 @@ class Notifier:
             self._streams[(tenant, sub_id)].discard(queue)
 
 
+def _queries(sub: Subscription) -> list[EntityQuery]:
+    base = EntityQuery(tenant=sub.tenant, q=sub.q, scope_q=sub.scope_q, limit=1000)
+    if sub.geo_q is not None:
+        base = replace(base, geo=sub.geo_q, geoproperty=sub.geo_q.geoproperty)
+    if not sub.entities:
+        return [replace(base, attrs=sorted(sub.watched or ()))]
+    return [
+        replace(base, ids=[s.id] if s.id else [], id_pattern=s.id_pattern, types=TypeName(s.type))
+        for s in sub.entities
+    ]
+
+
 def stored_form(sub: Subscription) -> dict[str, Any]:
     return {"body": sub.body, "context": sub.context, "status": sub.status}
+
+
+_PREVIOUS_MEMBER = {
+    "Property": "previousValue",
+    "GeoProperty": "previousValue",
+    "Relationship": "previousObject",
+    "LanguageProperty": "previousLanguageMap",
+    "JsonProperty": "previousJson",
+    "VocabProperty": "previousVocab",
+    "ListProperty": "previousValueList",
+    "ListRelationship": "previousObjectList",
+}
+_NULL = "urn:ngsi-ld:null"
+
+
+def _previous_value(inst: dict[str, Any], ctx: Any) -> Any:
+    value = inst.get("value")
+    if inst["type"] == "VocabProperty":
+        return [ctx.compact(v) for v in value] if isinstance(value, list) else ctx.compact(value)
+    return value
 
 
 def _add_previous(out: dict[str, Any], entity: Any, previous: Any, ctx: Any) -> None:
@@ -268,6 +383,38 @@ def _add_previous(out: dict[str, Any], entity: Any, previous: Any, ctx: Any) -> 
         key = ctx.compact(iri)
         if not old or key not in out or not isinstance(out[key], dict):
             continue
-        member = _PREVIOUS.get(instances[0]["type"])
+        member = _PREVIOUS_MEMBER.get(instances[0]["type"])
         if member and old[0].get("value") != instances[0].get("value"):
-            out[key][member] = old[0]["value"]
+            out[key][member] = _previous_value(old[0], ctx)
+
+
+def _null_attribute(inst: dict[str, Any], ctx: Any, opts: RenderOptions, show_changes: bool) -> Any:
+    if opts.format == "keyValues":
+        return _NULL
+    attr_type = inst["type"]
+    member = VALUE_MEMBER[attr_type]
+    out: dict[str, Any] = {"type": attr_type, member: {"@none": _NULL} if member == "languageMap" else _NULL}
+    if "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    if show_changes:
+        out[_PREVIOUS_MEMBER[attr_type]] = _previous_value(inst, ctx)
+    return out
+
+
+def _add_nulls(
+    out: dict[str, Any], previous: Any, now_attrs: dict[str, Any], ctx: Any, opts: RenderOptions, show: bool
+) -> None:
+    for iri, instances in previous.get("attrs", {}).items():
+        if iri in now_attrs or (opts.attrs is not None and iri not in opts.attrs):
+            continue
+        out[ctx.compact(iri)] = _null_attribute(instances[0], ctx, opts, show)
+
+
+def _deleted_entity(entity: Any, ctx: Any, opts: RenderOptions, at: str) -> dict[str, Any]:
+    types = [ctx.compact(t) for t in entity["type"]]
+    out = {"id": entity["id"], "type": types[0] if len(types) == 1 else types}
+    if opts.sys_attrs:
+        out["createdAt"] = entity["createdAt"]
+        out["modifiedAt"] = entity["modifiedAt"]
+    out["deletedAt"] = at
+    return out

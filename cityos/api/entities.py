@@ -15,7 +15,6 @@ from starlette.responses import Response
 
 from cityos.api import http
 from cityos.api.deps import now_iso, services
-from cityos.api.linked import parse_join
 from cityos.api.params import parse_csv, parse_flag, parse_options, render_options
 from cityos.api.querying import View, entity_query, parse_projection, render_entities
 from cityos.core import changes
@@ -27,6 +26,7 @@ from cityos.core.entities import (
     parse_entity,
     parse_types,
 )
+from cityos.core.linked import parse_join
 from cityos.core.operations import UpdateResult
 from cityos.errors import BadRequestData, InvalidRequest, MethodNotAllowed, ResourceNotFound
 from cityos.storage.base import Change

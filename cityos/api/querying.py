@@ -14,7 +14,12 @@ import orjson
 from starlette.responses import Response
 
 from cityos.api import http
-from cityos.api.linked import (
+from cityos.api.params import parse_csv, parse_ids, parse_paging, render_options
+from cityos.config import Settings
+from cityos.core.entities import check_name
+from cityos.core.geo import DEFAULT_GEOPROPERTY, GeoQuery, parse_geoq, parse_geoq_object
+from cityos.core.jsonld import CompiledContext
+from cityos.core.linked import (
     Shape,
     TreeRenderer,
     collect_linked,
@@ -22,11 +27,6 @@ from cityos.api.linked import (
     parse_shape,
     render_tree,
 )
-from cityos.api.params import parse_csv, parse_ids, parse_paging, render_options
-from cityos.config import Settings
-from cityos.core.entities import check_name
-from cityos.core.geo import DEFAULT_GEOPROPERTY, GeoQuery, parse_geoq, parse_geoq_object
-from cityos.core.jsonld import CompiledContext
 from cityos.core.model import StoredEntity
 from cityos.core.query.orderby import expand_order, parse_order_by
 from cityos.core.query.q import expand_q, parse_q

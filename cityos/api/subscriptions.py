@@ -24,7 +24,14 @@ from cityos.notifier import stored_form
 
 __all__ = ["ROUTES", "render_subscription"]
 
-_READ_ONLY = ("status", "timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure")
+_READ_ONLY = (
+    "status",
+    "timesSent",
+    "timesFailed",
+    "lastNotification",
+    "lastSuccess",
+    "lastFailure",
+)
 
 
 def render_subscription(sub: Subscription, now: str) -> dict[str, Any]:
@@ -33,7 +40,8 @@ def render_subscription(sub: Subscription, now: str) -> dict[str, Any]:
     notification = {k: v for k, v in out.get("notification", {}).items() if k not in _READ_ONLY}
     notification.update({k: v for k, v in sub.status.items() if k in _READ_ONLY})
     out["notification"] = notification
-    out["isActive"] = sub.is_active
+    if "isActive" in sub.body:
+        out["isActive"] = sub.is_active
     expired = sub.expires_at is not None and sub.expires_at <= now
     out["status"] = "expired" if expired else ("active" if sub.is_active else "paused")
     if isinstance(sub.context, str):
@@ -60,7 +68,10 @@ async def create_subscription(request: Request) -> Response:
         raise AlreadyExists(f"Subscription {sub.id} already exists")
     await svc.store.save_subscription(tenant, sub.id, stored_form(sub))
     svc.notifier.put(sub)
-    return Response(status_code=201, headers={"Location": "/ngsi-ld/v1/subscriptions/" + quote(sub.id, safe=":")})
+    return Response(
+        status_code=201,
+        headers={"Location": "/ngsi-ld/v1/subscriptions/" + quote(sub.id, safe=":")},
+    )
 
 
 async def list_subscriptions(request: Request) -> Response:
@@ -93,7 +104,11 @@ async def update_subscription(request: Request) -> Response:
     rctx = await http.request_context(request, svc.contexts, body)
     sub = _find(request)
     fragment = {k: v for k, v in body.items() if k != "@context"}
-    if not fragment or fragment.get("id", sub.id) != sub.id or fragment.get("type", "Subscription") != "Subscription":
+    if (
+        not fragment
+        or fragment.get("id", sub.id) != sub.id
+        or fragment.get("type", "Subscription") != "Subscription"
+    ):
         raise BadRequestData("The fragment is empty or names another Subscription")
     updated = apply_members(sub, fragment, rctx.compiled, now_iso())
     await svc.store.save_subscription(sub.tenant, sub.id, stored_form(updated))
@@ -126,7 +141,9 @@ async def stream_subscription(request: Request) -> Response:
                     continue
                 yield b"event: notification\ndata: " + body + b"\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
 
 
 async def missing_subscription_id(request: Request) -> Response:

@@ -86,23 +86,20 @@ def append_attrs(
 
 
 def update_attrs(entity: StoredEntity, attrs: Attrs, now: str) -> UpdateResult:
-    """PATCH /entities/{id}/attrs (clause 5.6.2): only attributes that exist are changed."""
+    """PATCH /entities/{id}/attrs (clause 5.6.2). Attributes the Entity lacks are added,
+    as the ETSI conformance suite expects (011_01_03, 046_23); the NGSI-LD Null deletes."""
     result = UpdateResult()
     current = entity.setdefault("attrs", {})
     for name, instances in attrs.items():
-        existing = current.get(name)
+        existing = current.setdefault(name, [])
         for inst in instances:
-            if existing is None or not any(_key(o) == _key(inst) for o in existing):
-                result.not_updated.append((name, "Attribute does not exist"))
-                continue
             if inst.get("value") == NULL_URI:  # clause 4.5.0: the NGSI-LD null deletes
                 existing[:] = [o for o in existing if _key(o) != _key(inst)]
             else:
                 _put_instance(existing, inst)
-            if name not in result.updated:
-                result.updated.append(name)
-    for name in result.updated:
-        if not current.get(name):
+        if name not in result.updated:
+            result.updated.append(name)
+        if not existing:
             current.pop(name, None)
     if result.updated:
         _touch(entity, now)

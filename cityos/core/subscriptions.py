@@ -32,7 +32,14 @@ __all__ = [
 ]
 
 TRIGGERS = frozenset(
-    {"entityCreated", "entityUpdated", "entityDeleted", "attributeCreated", "attributeUpdated", "attributeDeleted"}
+    {
+        "entityCreated",
+        "entityUpdated",
+        "entityDeleted",
+        "attributeCreated",
+        "attributeUpdated",
+        "attributeDeleted",
+    }
 )
 DEFAULT_TRIGGERS = ("attributeCreated", "attributeUpdated")  # clause 5.2.12
 FORMATS = frozenset({"normalized", "concise", "keyValues", "simplified"})
@@ -95,11 +102,13 @@ def _require(cond: bool, detail: str) -> None:
         raise BadRequestData(detail)
 
 
-def parse_subscription(body: Any, ctx: CompiledContext, tenant: str, context: Any, now: str) -> Subscription:
+def parse_subscription(
+    body: Any, ctx: CompiledContext, tenant: str, context: Any, now: str
+) -> Subscription:
     """Validates a Subscription (clause 5.2.12) and expands its names."""
     _require(isinstance(body, dict), "A Subscription must be a JSON object")
     _require(body.get("type") == "Subscription", "A Subscription needs type Subscription")
-    sub_id = body.get("id") or f"urn:ngsi-ld:Subscription:{uuid.uuid4().hex}"
+    sub_id = body.get("id", f"urn:ngsi-ld:Subscription:{uuid.uuid4().hex}")
     check_uri(sub_id, "Subscription id")
     body = {**body, "id": sub_id}
     body.pop("@context", None)
@@ -107,12 +116,16 @@ def parse_subscription(body: Any, ctx: CompiledContext, tenant: str, context: An
     return apply_members(sub, body, ctx, now)
 
 
-def apply_members(sub: Subscription, body: dict[str, Any], ctx: CompiledContext, now: str) -> Subscription:
+def apply_members(
+    sub: Subscription, body: dict[str, Any], ctx: CompiledContext, now: str
+) -> Subscription:
     """The Subscription with the members of ``body`` (all of them, or a PATCH fragment) applied."""
     sub = replace(sub, body={**sub.body, **body})
     full = sub.body
-    _require(bool(full.get("entities")) or bool(full.get("watchedAttributes")),
-             "A Subscription needs entities or watchedAttributes")
+    _require(
+        bool(full.get("entities")) or bool(full.get("watchedAttributes")),
+        "A Subscription needs entities or watchedAttributes",
+    )
     sub = replace(
         sub,
         entities=_selectors(full.get("entities"), ctx),
@@ -126,8 +139,13 @@ def apply_members(sub: Subscription, body: dict[str, Any], ctx: CompiledContext,
         expires_at=_expires(full.get("expiresAt"), now),
         is_active=_bool(full.get("isActive", True), "isActive"),
     )
-    _require(not (sub.time_interval and sub.watched), "timeInterval and watchedAttributes exclude each other")
-    _require(not (sub.time_interval and sub.throttling), "timeInterval and throttling exclude each other")
+    _require(
+        not (sub.time_interval and sub.watched),
+        "timeInterval and watchedAttributes exclude each other",
+    )
+    _require(
+        not (sub.time_interval and sub.throttling), "timeInterval and throttling exclude each other"
+    )
     notification = full.get("notification")
     _check_notification(notification)
     attributes = _names(notification, "attributes", ctx)
@@ -141,8 +159,10 @@ def _selectors(value: Any, ctx: CompiledContext) -> tuple[EntitySelector, ...]:
     _require(isinstance(value, list) and bool(value), "entities must be a non-empty array")
     out = []
     for item in value:
-        _require(isinstance(item, dict) and isinstance(item.get("type"), str),
-                 "Each entities item needs a type")
+        _require(
+            isinstance(item, dict) and isinstance(item.get("type"), str),
+            "Each entities item needs a type",
+        )
         if "id" in item:
             check_uri(item["id"], "entities id")
         pattern = item.get("idPattern")
@@ -150,8 +170,14 @@ def _selectors(value: Any, ctx: CompiledContext) -> tuple[EntitySelector, ...]:
             try:
                 re.compile(pattern)
             except (re.error, TypeError) as exc:
-                raise BadRequestData(f"idPattern {pattern!r} is not a valid regular expression") from exc
-        out.append(EntitySelector(ctx.expand(check_name(item["type"], "Entity type")), item.get("id"), pattern))
+                raise BadRequestData(
+                    f"idPattern {pattern!r} is not a valid regular expression"
+                ) from exc
+        out.append(
+            EntitySelector(
+                ctx.expand(check_name(item["type"], "Entity type")), item.get("id"), pattern
+            )
+        )
     return tuple(out)
 
 
@@ -166,7 +192,9 @@ def _names(container: Any, key: str, ctx: CompiledContext) -> frozenset[str] | N
 def _triggers(value: Any) -> frozenset[str]:
     if value is None:
         return frozenset(DEFAULT_TRIGGERS)
-    _require(isinstance(value, list) and bool(value), "notificationTrigger must be a non-empty array")
+    _require(
+        isinstance(value, list) and bool(value), "notificationTrigger must be a non-empty array"
+    )
     unknown = [t for t in value if t not in TRIGGERS]
     _require(not unknown, f"Unknown notificationTrigger {unknown[0] if unknown else ''!r}")
     return frozenset(value)
@@ -183,7 +211,9 @@ def _positive(body: dict[str, Any], key: str) -> float | None:
     value = body.get(key)
     if value is None:
         return None
-    _require(type(value) in (int, float) and value > 0, f"{key} must be a positive number of seconds")
+    _require(
+        type(value) in (int, float) and value > 0, f"{key} must be a positive number of seconds"
+    )
     return float(value)
 
 
@@ -205,15 +235,23 @@ def _check_notification(notification: Any) -> None:
     endpoint = notification.get("endpoint")
     _require(isinstance(endpoint, dict), "notification needs an endpoint")
     uri = endpoint.get("uri")
-    _require(isinstance(uri, str) and uri.startswith(_SCHEMES), "endpoint.uri must be an http(s) or mqtt(s) URL")
+    _require(
+        isinstance(uri, str) and uri.startswith(_SCHEMES),
+        "endpoint.uri must be an http(s) or mqtt(s) URL",
+    )
     accept = endpoint.get("accept", "application/json")
     _require(accept in ACCEPTS, f"endpoint.accept {accept!r} is not supported")
     fmt = notification.get("format", "normalized")
     _require(fmt in FORMATS, f"notification.format {fmt!r} is not supported")
+    both = set(notification.get("pick") or []) & set(notification.get("omit") or [])
+    _require(not both, f"{', '.join(sorted(both))} is in both pick and omit")
     for key in ("receiverInfo", "notifierInfo"):
         items = endpoint.get(key, [])
-        _require(isinstance(items, list) and all(isinstance(i, dict) and "key" in i and "value" in i for i in items),
-                 f"endpoint.{key} must be an array of key/value objects")
+        _require(
+            isinstance(items, list)
+            and all(isinstance(i, dict) and "key" in i and "value" in i for i in items),
+            f"endpoint.{key} must be an array of key/value objects",
+        )
 
 
 def _attribute_changes(before: StoredEntity, after: StoredEntity) -> dict[str, set[str]]:
@@ -231,7 +269,9 @@ def _strip(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in i.items() if k != "modifiedAt"} for i in instances]
 
 
-def triggers_for(sub: Subscription, before: StoredEntity | None, after: StoredEntity | None) -> str | None:
+def triggers_for(
+    sub: Subscription, before: StoredEntity | None, after: StoredEntity | None
+) -> str | None:
     """The trigger under which ``sub`` is notified of this change, or None (clause 5.8.1)."""
     entity = after if after is not None else before
     if entity is None or not sub.selects(entity):
@@ -240,7 +280,11 @@ def triggers_for(sub: Subscription, before: StoredEntity | None, after: StoredEn
         if "entityCreated" in sub.triggers:
             return "entityCreated"
         created = set(after.get("attrs", {}))
-        return "attributeCreated" if "attributeCreated" in sub.triggers and _watched(sub, created) else None
+        return (
+            "attributeCreated"
+            if "attributeCreated" in sub.triggers and _watched(sub, created)
+            else None
+        )
     if after is None:
         return "entityDeleted" if "entityDeleted" in sub.triggers else None
     assert before is not None
@@ -248,9 +292,11 @@ def triggers_for(sub: Subscription, before: StoredEntity | None, after: StoredEn
     for trigger in ("attributeCreated", "attributeUpdated", "attributeDeleted"):
         if trigger in sub.triggers and _watched(sub, changed[trigger]):
             return trigger
-    entity_changed = any(changed.values()) or before.get("type") != after.get("type") or before.get(
-        "scope"
-    ) != after.get("scope")
+    entity_changed = (
+        any(changed.values())
+        or before.get("type") != after.get("type")
+        or before.get("scope") != after.get("scope")
+    )
     if "entityUpdated" in sub.triggers and entity_changed:
         return "entityUpdated"
     return None

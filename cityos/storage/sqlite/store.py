@@ -259,12 +259,17 @@ class SQLiteStore:
 
     async def save_subscription(self, tenant: str, sub_id: str, doc: Any) -> None:
         values = (tenant, sub_id, _dumps(doc).decode())
-        await self._writer.run(lambda c: c.execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", values))
+        await self._writer.run(
+            lambda c: c.execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", values)
+        )
 
     async def delete_subscription(self, tenant: str, sub_id: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, sub_id))
-            conn.execute("DELETE FROM notification_outbox WHERE tenant = ? AND subscription_id = ?", (tenant, sub_id))
+            conn.execute(
+                "DELETE FROM notification_outbox WHERE tenant = ? AND subscription_id = ?",
+                (tenant, sub_id),
+            )
 
         await self._writer.run(job)
 
@@ -272,7 +277,9 @@ class SQLiteStore:
         rows = self.reader.execute("SELECT tenant, id, doc FROM subscriptions")
         return [(r[0], r[1], _loads(r[2])) for r in rows]
 
-    async def pending_notifications(self, after_key: int, limit: int) -> list[tuple[int, str, str, str, Any]]:
+    async def pending_notifications(
+        self, after_key: int, limit: int
+    ) -> list[tuple[int, str, str, str, Any]]:
         rows = self.reader.execute(
             "SELECT key, tenant, subscription_id, entity_id, payload FROM notification_outbox "
             "WHERE key > ? ORDER BY key LIMIT ?",
@@ -282,7 +289,9 @@ class SQLiteStore:
 
     async def finish_notifications(self, keys: Sequence[int]) -> None:
         params = [(k,) for k in keys]
-        await self._writer.run(lambda c: c.executemany("DELETE FROM notification_outbox WHERE key = ?", params))
+        await self._writer.run(
+            lambda c: c.executemany("DELETE FROM notification_outbox WHERE key = ?", params)
+        )
 
     # -- @context registry -------------------------------------------------------------
 
