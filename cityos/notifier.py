@@ -230,7 +230,9 @@ class Notifier:
         linked = await collect_linked(self.store, sub.tenant, roots, join.level)
         return render_tree(roots, TreeRenderer(ctx, opts, linked, join), Shape())
 
-    def _data(self, payload: Any, ctx: Any, opts: RenderOptions, show_changes: bool) -> dict[str, Any]:
+    def _data(
+        self, payload: Any, ctx: Any, opts: RenderOptions, show_changes: bool
+    ) -> dict[str, Any]:
         entity, previous = payload["entity"], payload.get("previous")
         if payload["trigger"] == "entityDeleted":
             out = _deleted_entity(entity, ctx, opts, payload["at"])
@@ -393,7 +395,10 @@ def _null_attribute(inst: dict[str, Any], ctx: Any, opts: RenderOptions, show_ch
         return _NULL
     attr_type = inst["type"]
     member = VALUE_MEMBER[attr_type]
-    out: dict[str, Any] = {"type": attr_type, member: {"@none": _NULL} if member == "languageMap" else _NULL}
+    out: dict[str, Any] = {
+        "type": attr_type,
+        member: {"@none": _NULL} if member == "languageMap" else _NULL,
+    }
     if "datasetId" in inst:
         out["datasetId"] = inst["datasetId"]
     if show_changes:
@@ -402,7 +407,12 @@ def _null_attribute(inst: dict[str, Any], ctx: Any, opts: RenderOptions, show_ch
 
 
 def _add_nulls(
-    out: dict[str, Any], previous: Any, now_attrs: dict[str, Any], ctx: Any, opts: RenderOptions, show: bool
+    out: dict[str, Any],
+    previous: Any,
+    now_attrs: dict[str, Any],
+    ctx: Any,
+    opts: RenderOptions,
+    show: bool,
 ) -> None:
     for iri, instances in previous.get("attrs", {}).items():
         if iri in now_attrs or (opts.attrs is not None and iri not in opts.attrs):
