@@ -174,6 +174,7 @@ class Notifier:
             self._done.append(key)
             return
         body, headers = await self.render(sub, [payload], f"urn:ngsi-ld:Notification:{key}")
+        sub.status["lastNotification"] = _now()  # when it was sent; the attempt updates it
         self._fan_out(sub, body)
         endpoint = sub.body["notification"]["endpoint"]
         info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}

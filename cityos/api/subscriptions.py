@@ -18,6 +18,7 @@ from cityos.api import http
 from cityos.api.deps import now_iso, services
 from cityos.api.params import parse_paging
 from cityos.core.entities import check_uri
+from cityos.core.jsonld import CompiledContext
 from cityos.core.subscriptions import Subscription, apply_members, parse_subscription
 from cityos.errors import AlreadyExists, BadRequestData, InvalidRequest, ResourceNotFound
 from cityos.notifier import stored_form
@@ -34,11 +35,18 @@ _READ_ONLY = (
 )
 
 
-def render_subscription(sub: Subscription, now: str) -> dict[str, Any]:
-    """The Subscription as given, with its state (clause 5.2.12: status, isActive, counters)."""
+def render_subscription(sub: Subscription, now: str, ctx: CompiledContext) -> dict[str, Any]:
+    """The Subscription as given, with its state (clause 5.2.12: status, isActive, counters);
+    names are compacted with the request's @context, as for Entities."""
     out = {k: v for k, v in sub.body.items() if k not in ("status",)}
+    if sub.entities:
+        out["entities"] = [_selector(s, ctx) for s in sub.entities]
+    if sub.watched is not None:
+        out["watchedAttributes"] = sorted(ctx.compact(a) for a in sub.watched)
     notification = {k: v for k, v in out.get("notification", {}).items() if k not in _READ_ONLY}
     notification.update({k: v for k, v in sub.status.items() if k in _READ_ONLY})
+    if sub.attributes is not None:
+        notification["attributes"] = [ctx.compact(a) for a in sub.attributes]
     out["notification"] = notification
     if "isActive" in sub.body:
         out["isActive"] = sub.is_active
@@ -46,6 +54,15 @@ def render_subscription(sub: Subscription, now: str) -> dict[str, Any]:
     out["status"] = "expired" if expired else ("active" if sub.is_active else "paused")
     if isinstance(sub.context, str):
         out["jsonldContext"] = sub.context
+    return out
+
+
+def _selector(selector: Any, ctx: CompiledContext) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": ctx.compact(selector.type)}
+    if selector.id is not None:
+        out["id"] = selector.id
+    if selector.id_pattern is not None:
+        out["idPattern"] = selector.id_pattern
     return out
 
 
@@ -63,7 +80,8 @@ async def create_subscription(request: Request) -> Response:
     body = await http.read_json(request, svc.settings.max_body_bytes)
     rctx = await http.request_context(request, svc.contexts, body)
     tenant = http.tenant_of(request)
-    sub = parse_subscription(body, rctx.compiled, tenant, rctx.value, now_iso())
+    context = await _notification_context(svc.contexts, body, rctx.value)
+    sub = parse_subscription(body, rctx.compiled, tenant, context, now_iso())
     if (tenant, sub.id) in svc.notifier.subs:
         raise AlreadyExists(f"Subscription {sub.id} already exists")
     await svc.store.save_subscription(tenant, sub.id, stored_form(sub))
@@ -74,6 +92,18 @@ async def create_subscription(request: Request) -> Response:
     )
 
 
+async def _notification_context(registry: Any, body: Any, request_context: Any) -> Any:
+    """The @context of the notifications: ``jsonldContext`` if given (clause 5.2.12, it must
+    resolve now: 503 LdContextNotAvailable if not), else the request's."""
+    if not isinstance(body, dict) or "jsonldContext" not in body:
+        return request_context
+    url = body["jsonldContext"]
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise BadRequestData(f"jsonldContext {url!r} is not an http(s) URL")
+    await registry.compile(url)
+    return url
+
+
 async def list_subscriptions(request: Request) -> Response:
     svc = services(request)
     accept = http.negotiate(request)
@@ -82,7 +112,10 @@ async def list_subscriptions(request: Request) -> Response:
     tenant = http.tenant_of(request)
     subs = sorted((s for (t, _), s in svc.notifier.subs.items() if t == tenant), key=lambda s: s.id)
     now = now_iso()
-    page = [render_subscription(s, now) for s in subs[paging.offset : paging.offset + paging.limit]]
+    page = [
+        render_subscription(s, now, rctx.compiled)
+        for s in subs[paging.offset : paging.offset + paging.limit]
+    ]
     headers = {"NGSILD-Results-Count": str(len(subs))} if paging.count else None
     return http.json_response(page, rctx, headers=headers)
 
@@ -92,7 +125,7 @@ async def retrieve_subscription(request: Request) -> Response:
     accept = http.negotiate(request)
     check_uri(request.path_params["sub_id"], "Subscription id")
     rctx = await http.request_context(request, svc.contexts, accept=accept)
-    return http.json_response(render_subscription(_find(request), now_iso()), rctx)
+    return http.json_response(render_subscription(_find(request), now_iso(), rctx.compiled), rctx)
 
 
 async def update_subscription(request: Request) -> Response:

@@ -81,7 +81,7 @@ class Subscription:
     throttling: float | None = None
     expires_at: str | None = None
     is_active: bool = True
-    status: dict[str, Any] = field(default_factory=dict)  # timesSent, lastSuccess, ...
+    status: dict[str, Any] = field(default_factory=lambda: {"status": "ok", "timesSent": 0})
 
     def is_live(self, now: str) -> bool:
         return self.is_active and (self.expires_at is None or self.expires_at > now)
@@ -245,6 +245,8 @@ def _check_notification(notification: Any) -> None:
     _require(fmt in FORMATS, f"notification.format {fmt!r} is not supported")
     both = set(notification.get("pick") or []) & set(notification.get("omit") or [])
     _require(not both, f"{', '.join(sorted(both))} is in both pick and omit")
+    projections = [k for k in ("attributes", "pick", "omit") if notification.get(k) is not None]
+    _require(len(projections) < 2, f"notification.{' and '.join(projections)} exclude each other")
     for key in ("receiverInfo", "notifierInfo"):
         items = endpoint.get(key, [])
         _require(
