@@ -94,9 +94,12 @@ async def create_subscription(request: Request) -> Response:
 
 async def _notification_context(registry: Any, body: Any, request_context: Any) -> Any:
     """The @context of the notifications: ``jsonldContext`` if given (clause 5.2.12, it must
-    resolve now: 503 LdContextNotAvailable if not), else the request's."""
+    resolve now: 503 LdContextNotAvailable if not), else the request's; an inline or
+    composite one becomes an ImplicitlyCreated context with a URL (clause 5.13.2)."""
     if not isinstance(body, dict) or "jsonldContext" not in body:
-        return request_context
+        if request_context is None or isinstance(request_context, str):
+            return request_context
+        return (await registry.add_implicit(request_context)).url
     url = body["jsonldContext"]
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise BadRequestData(f"jsonldContext {url!r} is not an http(s) URL")

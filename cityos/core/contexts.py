@@ -227,6 +227,20 @@ class ContextRegistry:
             else entry.document
         )
 
+    async def add_implicit(self, document: Any) -> ContextEntry:
+        """An ImplicitlyCreated context (clause 5.13.2): the inline or composite @context a
+        Subscription was created with, hosted so that it has a URL of its own."""
+        for entry in self._entries.values():
+            if entry.kind == "ImplicitlyCreated" and entry.document == document:
+                return entry
+        local_id = uuid.uuid4().hex
+        entry = ContextEntry(
+            f"{self.base_url}/ngsi-ld/v1/jsonldContexts/{local_id}", local_id, "ImplicitlyCreated", document
+        )
+        self._entries[entry.url] = entry
+        await self._store.save_context(entry)
+        return entry
+
     async def add_hosted(self, document: Any) -> ContextEntry:
         """Hosts a context (clause 5.13.2); the remote contexts it refers to are cached now."""
         for item in document if isinstance(document, list) else []:
