@@ -155,16 +155,39 @@ class Notifier:
     # -- dispatch (event loop) ------------------------------------------------------------
 
     async def _dispatch(self) -> None:
+        """Never stops: a row that cannot be rendered is logged and reported as a failed
+        notification of its Subscription, and the loop goes on with the next."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while True:
-                rows = await self.store.pending_notifications(self._cursor, _BATCH)
-                if not rows:
-                    break
-                for key, tenant, sub_id, entity_id, payload in rows:
-                    self._cursor = key
+            try:
+                await self._drain()
+            except Exception:  # the outbox read failed; try again shortly
+                log.exception("Reading the notification outbox failed; retrying")
+                await asyncio.sleep(1)
+                self._wake.set()
+
+    async def _drain(self) -> None:
+        while True:
+            rows = await self.store.pending_notifications(self._cursor, _BATCH)
+            if not rows:
+                return
+            for key, tenant, sub_id, entity_id, payload in rows:
+                self._cursor = key
+                try:
                     await self._submit(key, tenant, sub_id, entity_id, payload)
+                except Exception as exc:  # logged with its traceback, counted, and skipped
+                    log.exception("Notification %s for %s could not be prepared", key, sub_id)
+                    self._failed_before_sending(key, tenant, sub_id, exc)
+
+    def _failed_before_sending(self, key: int, tenant: str, sub_id: str, exc: Exception) -> None:
+        sub = self.subs.get((tenant, sub_id))
+        if sub is not None:
+            sub.status["timesFailed"] = sub.status.get("timesFailed", 0) + 1
+            sub.status["lastFailure"] = _now()
+            sub.status["status"] = "failed"
+            self._dirty.add((tenant, sub_id))
+        self._done.append(key)
 
     async def _submit(
         self, key: int, tenant: str, sub_id: str, entity_id: str, payload: Any

@@ -235,7 +235,10 @@ class ContextRegistry:
                 return entry
         local_id = uuid.uuid4().hex
         entry = ContextEntry(
-            f"{self.base_url}/ngsi-ld/v1/jsonldContexts/{local_id}", local_id, "ImplicitlyCreated", document
+            f"{self.base_url}/ngsi-ld/v1/jsonldContexts/{local_id}",
+            local_id,
+            "ImplicitlyCreated",
+            document,
         )
         self._entries[entry.url] = entry
         await self._store.save_context(entry)

@@ -237,3 +237,19 @@ async def test_pending_notification_survives_a_restart(tmp_path: Path, receiver:
         received = await receiver.wait_for(1)
         assert received[0]["data"][0]["level"]["value"] == 9
         assert received[0]["id"].startswith("urn:ngsi-ld:Notification:")
+
+
+async def test_notifications_go_on_after_the_outbox_empties(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Outbox keys must never be reused: a delivered row is deleted, and the next change's
+    # notification must still be found past the dispatcher's cursor.
+    await subscribe(client, subscription(receiver.url))
+    await client.post(
+        f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(1))
+    )
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.6)  # the delivered row leaves the outbox
+    await client.patch(f"{API}/entities/urn:ngsi-ld:WaterLevel:1/attrs", json={"level": prop(2)})
+    received = await receiver.wait_for(2)
+    assert received[1]["data"][0]["level"]["value"] == 2

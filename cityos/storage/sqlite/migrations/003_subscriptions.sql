@@ -8,7 +8,7 @@ CREATE TABLE subscriptions (
 );
 
 CREATE TABLE notification_outbox (
-    key INTEGER PRIMARY KEY,
+    key INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the dispatcher reads past a cursor
     tenant TEXT NOT NULL,
     subscription_id TEXT NOT NULL,
     entity_id TEXT NOT NULL,
