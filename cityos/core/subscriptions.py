@@ -81,7 +81,7 @@ class Subscription:
     throttling: float | None = None
     expires_at: str | None = None
     is_active: bool = True
-    status: dict[str, Any] = field(default_factory=lambda: {"status": "ok", "timesSent": 0})
+    status: dict[str, Any] = field(default_factory=dict)  # set by the first delivery
 
     def is_live(self, now: str) -> bool:
         return self.is_active and (self.expires_at is None or self.expires_at > now)
