@@ -212,6 +212,6 @@ def json_response(
             data = [{**item, "@context": ctx} if isinstance(item, dict) else item for item in data]
         elif isinstance(data, dict):
             data = {**data, "@context": ctx}
-    elif rctx is not None:
-        out_headers["Link"] = rctx.link_header()
+    elif rctx is not None:  # pagination links (if any) and the @context link share Link
+        out_headers["Link"] = ", ".join(filter(None, [out_headers.get("Link"), rctx.link_header()]))
     return Response(orjson.dumps(data), status_code=status, media_type=media, headers=out_headers)

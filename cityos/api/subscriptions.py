@@ -119,8 +119,24 @@ async def list_subscriptions(request: Request) -> Response:
         render_subscription(s, now, rctx.compiled)
         for s in subs[paging.offset : paging.offset + paging.limit]
     ]
-    headers = {"NGSILD-Results-Count": str(len(subs))} if paging.count else None
+    headers = {"NGSILD-Results-Count": str(len(subs))} if paging.count else {}
+    links = _page_links("/ngsi-ld/v1/subscriptions", paging.limit, paging.offset, len(subs))
+    if links:
+        headers["Link"] = links
     return http.json_response(page, rctx, headers=headers)
+
+
+def _page_links(path: str, limit: int, offset: int, total: int) -> str:
+    """Link headers to the previous and next pages (clause 6.3.13)."""
+    links = []
+    if offset > 0:
+        prev = max(offset - limit, 0)
+        links.append(f'<{path}?limit={limit}&offset={prev}>;rel="prev";type="application/ld+json"')
+    if offset + limit < total:
+        links.append(
+            f'<{path}?limit={limit}&offset={offset + limit}>;rel="next";type="application/ld+json"'
+        )
+    return ",".join(links)
 
 
 async def retrieve_subscription(request: Request) -> Response:

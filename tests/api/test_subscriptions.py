@@ -253,3 +253,25 @@ async def test_notifications_go_on_after_the_outbox_empties(
     await client.patch(f"{API}/entities/urn:ngsi-ld:WaterLevel:1/attrs", json={"level": prop(2)})
     received = await receiver.wait_for(2)
     assert received[1]["data"][0]["level"]["value"] == 2
+
+
+async def test_list_pages_carry_prev_and_next_links(client: httpx.AsyncClient) -> None:
+    for n in range(3):
+        await subscribe(
+            client, {**subscription("http://127.0.0.1:9/n"), "id": f"urn:ngsi-ld:Subscription:{n}"}
+        )
+    response = await client.get(
+        f"{API}/subscriptions",
+        params={"limit": "1", "offset": "1"},
+        headers={"Accept": "application/ld+json"},
+    )
+    assert [s["id"] for s in response.json()] == ["urn:ngsi-ld:Subscription:1"]
+    links = response.headers["Link"].split(",")
+    assert (
+        '</ngsi-ld/v1/subscriptions?limit=1&offset=0>;rel="prev";type="application/ld+json"'
+        in links
+    )
+    assert (
+        '</ngsi-ld/v1/subscriptions?limit=1&offset=2>;rel="next";type="application/ld+json"'
+        in links
+    )
