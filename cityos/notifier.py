@@ -235,8 +235,11 @@ class Notifier:
             "Content-Type": "application/json" if accept == "application/geo+json" else accept
         }
         context_url = sub.context if isinstance(sub.context, str) else CORE_CONTEXT_URL
-        if accept == "application/ld+json":
-            body["@context"] = sub.context if sub.context is not None else CORE_CONTEXT_URL
+        if accept == "application/ld+json":  # each Entity carries its @context (clause 5.3.1)
+            ld_context = sub.context if sub.context is not None else CORE_CONTEXT_URL
+            body["@context"] = ld_context
+            for item in data:
+                item["@context"] = ld_context
         else:
             headers["Link"] = (
                 f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
