@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,7 +29,7 @@ import orjson
 
 from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
 from cityos.core.linked import Join, Shape, TreeRenderer, collect_linked, parse_join, render_tree
-from cityos.core.model import VALUE_MEMBER
+from cityos.core.model import VALUE_MEMBER, now_iso
 from cityos.core.query.ast import TypeName
 from cityos.core.render import RenderOptions, render_entity
 from cityos.core.subscriptions import Subscription, triggers_for
@@ -43,10 +42,6 @@ log = logging.getLogger(__name__)
 _BATCH = 500
 _PERIODIC_BASE = 1 << 62  # keys of timeInterval notifications, which have no outbox row
 _FORMATS = {"simplified": "keyValues"}
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -119,7 +114,7 @@ class Notifier:
         subs = self._by_tenant.get(tenant)
         if not subs:
             return []
-        now = _now()
+        now = now_iso()
         rows = []
         for outcome in outcomes:
             for sub in subs:
@@ -184,7 +179,7 @@ class Notifier:
         sub = self.subs.get((tenant, sub_id))
         if sub is not None:
             sub.status["timesFailed"] = sub.status.get("timesFailed", 0) + 1
-            sub.status["lastFailure"] = _now()
+            sub.status["lastFailure"] = now_iso()
             sub.status["status"] = "failed"
             self._dirty.add((tenant, sub_id))
         self._done.append(key)
@@ -197,7 +192,7 @@ class Notifier:
             self._done.append(key)
             return
         body, headers = await self.render(sub, [payload], f"urn:ngsi-ld:Notification:{key}")
-        sub.status["lastNotification"] = _now()  # when it was sent; the attempt updates it
+        sub.status["lastNotification"] = now_iso()  # when it was sent; the attempt updates it
         self._fan_out(sub, body)
         endpoint = sub.body["notification"]["endpoint"]
         info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}
@@ -228,7 +223,7 @@ class Notifier:
             "id": notification_id,
             "type": "Notification",
             "subscriptionId": sub.id,
-            "notifiedAt": _now(),
+            "notifiedAt": now_iso(),
             "data": data,
         }
         headers = {
@@ -317,7 +312,7 @@ class Notifier:
     async def _periodic(self) -> None:
         while True:
             await asyncio.sleep(0.25)
-            now, clock = _now(), time.monotonic()
+            now, clock = now_iso(), time.monotonic()
             for key, sub in list(self.subs.items()):
                 if sub.time_interval is None or not sub.is_live(now):
                     self._next_due.pop(key, None)

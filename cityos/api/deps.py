@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from cityos.config import Settings
 from cityos.core.contexts import ContextRegistry
+from cityos.core.model import now_iso
 from cityos.notifier import Notifier
 from cityos.storage.base import Store
 
@@ -26,8 +26,3 @@ class Services:
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
-
-
-def now_iso() -> str:
-    """System timestamps (createdAt, modifiedAt): UTC with microseconds, as GS CIM 009 DateTime."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -15,7 +15,6 @@ A context that cannot be obtained raises LdContextNotAvailable (clause 5.5.7.1).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from cityos.core.jsonld import CompiledContext, compile_context, is_absolute_iri
+from cityos.core.model import now_iso
 from cityos.errors import BadRequestData, InvalidRequest, LdContextNotAvailable, ResourceNotFound
 
 __all__ = [
@@ -58,10 +58,6 @@ def _load_builtin(version: str) -> Any:
     return orjson.loads(path.read_bytes())["@context"]
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @dataclass
 class ContextEntry:
     """One context the registry knows: Hosted, Cached or the built-in core (clause 5.13.2)."""
@@ -70,7 +66,7 @@ class ContextEntry:
     local_id: str
     kind: str
     document: Any  # the value of the document's "@context" member
-    created_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=now_iso)
     hits: int = 0
     last_usage: str | None = None
 
@@ -148,7 +144,7 @@ class ContextRegistry:
             entry = self._entries.get(url)
             if entry is not None:
                 entry.hits += 1
-                entry.last_usage = _now()
+                entry.last_usage = now_iso()
 
     async def _resolve(self, value: Any, out: list[Mapping[str, Any]], depth: int) -> None:
         if depth > _MAX_DEPTH:
@@ -173,7 +169,7 @@ class ContextRegistry:
         entry = self._entries.get(url) or self._hosted_by_path(url)
         if entry is not None:
             entry.hits += 1
-            entry.last_usage = _now()
+            entry.last_usage = now_iso()
             return entry.document
         if not is_absolute_iri(url) or not url.startswith(("http://", "https://")):
             raise BadRequestData(f"@context URL {url!r} is not an absolute http(s) URL")

@@ -38,12 +38,14 @@ are kept expanded, since the spec compacts them like types (clause 4.5.21).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 __all__ = [
     "ATTRIBUTE_TYPES",
     "RELATIONSHIP_TYPES",
     "VALUE_MEMBER",
+    "now_iso",
     "StoredAttribute",
     "StoredEntity",
 ]
@@ -64,4 +66,11 @@ VALUE_MEMBER: dict[str, str] = {
 }
 
 ATTRIBUTE_TYPES = frozenset(VALUE_MEMBER)
+
+
+def now_iso() -> str:
+    """System timestamps (createdAt, modifiedAt, notifiedAt...): UTC with microseconds."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 RELATIONSHIP_TYPES = frozenset({"Relationship", "ListRelationship"})

@@ -27,8 +27,8 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from cityos.core.model import now_iso
 from cityos.notify.http import HttpTransport
 from cityos.notify.mqtt import MqttTransport
 from cityos.notify.transport import DeliveryFailed, EndpointKey, Transport, endpoint_key
@@ -211,7 +211,7 @@ class Deliverer:
 
     async def _deliver(self, delivery: Delivery) -> None:
         for number in range(1, self._max_attempts + 1):
-            at = _utc_now()
+            at = now_iso()
             error, retryable = await self._try(delivery)
             final = error is None or not retryable or number == self._max_attempts
             await self._report(Attempt(delivery, error is None, final, error, at))
@@ -247,7 +247,3 @@ class Deliverer:
         except Exception:
             # The row stays in the outbox and is delivered again after a restart.
             _log.exception("on_attempt failed for delivery %d", attempt.delivery.key)
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -10,7 +10,6 @@ Rules (see docs/architecture.md):
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -21,7 +20,7 @@ import orjson
 
 from cityos.core import geo
 from cityos.core.contexts import ContextEntry
-from cityos.core.model import StoredEntity
+from cityos.core.model import StoredEntity, now_iso
 from cityos.errors import ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
 from cityos.storage.sqlite.bulk import apply_changes
@@ -35,10 +34,6 @@ __all__ = ["SQLiteStore"]
 Listener = Callable[[str, list[WriteOutcome]], list[tuple[str, str, str, str]]]
 _loads = orjson.loads
 _dumps = orjson.dumps
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class SQLiteStore:
@@ -206,7 +201,7 @@ class SQLiteStore:
 
         def job(conn: sqlite3.Connection) -> list[WriteOutcome | Exception]:
             if not known:
-                conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, _now()))
+                conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, now_iso()))
             outcomes = apply_changes(conn, tenant, changes)
             if listener is not None:
                 rows = listener(tenant, [o for o in outcomes if isinstance(o, WriteOutcome)])
