@@ -333,7 +333,7 @@ def test_plain_type_list_uses_the_entity_types_table() -> None:
 def test_attrs_agree(db: sqlite3.Connection, names: str) -> None:
     attrs = parse_attrs(",".join(expand(n) for n in names.split(",")))
     expected = {e["id"] for e in ENTITIES if match_attrs(e, attrs)}
-    assert sql_ids(db, attrs_to_sql(attrs)) == expected
+    assert sql_ids(db, attrs_to_sql(attrs.names())) == expected
 
 
 # --- SQL text, safety and query plans.

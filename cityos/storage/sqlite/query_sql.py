@@ -27,13 +27,13 @@ import functools
 import hashlib
 import re
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 from cityos.core.query.ast import (
     AttrPath,
     CompareOp,
     LiteralKind,
-    Projection,
     QAnd,
     QComparison,
     QExists,
@@ -143,11 +143,12 @@ def types_to_sql(node: TypeNode, tenant: str) -> tuple[str, Params]:
     return _types(node, tenant, params), params
 
 
-def attrs_to_sql(attrs: Projection) -> tuple[str, Params]:
-    """The WHERE fragment selecting the Entities holding any attribute of ``attrs``."""
+def attrs_to_sql(names: Iterable[str]) -> tuple[str, Params]:
+    """The WHERE fragment selecting the Entities holding any of the (expanded) attributes
+    ``names`` (clause 5.7.2: with ``attrs``, only such Entities match)."""
     held = [
         f"json_type(e.doc, {_literal('$.attrs' + _label(name))}) IS NOT NULL"
-        for name in sorted(attrs.names())
+        for name in sorted(names)
     ]
     return "(" + " OR ".join(held) + ")", []
 

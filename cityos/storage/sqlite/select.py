@@ -63,7 +63,7 @@ def build_select(query: EntityQuery) -> Select:
     if query.scope_q is not None:
         add(query_sql.scope_to_sql(query.scope_q))
     if query.attrs:
-        add(_has_any_attr(query.attrs))
+        add(query_sql.attrs_to_sql(query.attrs))
     if query.geo is not None and query.geoproperty is not None:
         add(geo_sql.geo_prefilter_sql(query.geo, query.geoproperty))
     clause = " AND ".join(where)
@@ -147,14 +147,3 @@ def _order_by(query: EntityQuery, rowid: str) -> str:
         terms.append(f"({expr} IS NULL), {expr} {'DESC' if key.descending else 'ASC'}")
     terms.append(rowid)
     return ", ".join(terms)
-
-
-def _has_any_attr(attrs: Any) -> tuple[str, list[Any]]:
-    # clause 5.7.2: with attrs, only Entities holding at least one of them match.
-    tests = ["json_type(e.doc, ?) IS NOT NULL" for _ in attrs]
-    return "(" + " OR ".join(tests) + ")", [_json_path_key(a) for a in attrs]
-
-
-def _json_path_key(attr: str) -> str:
-    # A bound parameter: no index is wanted here, and no quoting can go wrong.
-    return '$.attrs."' + attr.replace('"', '\\"') + '"'
