@@ -191,14 +191,22 @@ class Notifier:
         if sub is None or self.deliverer is None:
             self._done.append(key)
             return
-        body, headers = await self.render(sub, [payload], f"urn:ngsi-ld:Notification:{key}")
         sub.status["lastNotification"] = now_iso()  # when it was sent; the attempt updates it
+        await self._send(sub, key, entity_id, [payload], f"urn:ngsi-ld:Notification:{key}")
+
+    async def _send(
+        self, sub: Subscription, key: int, entity_id: str, payloads: list[Any], notification_id: str
+    ) -> None:
+        """Renders one Notification, streams it to SSE listeners and hands it to delivery."""
+        assert self.deliverer is not None
+        body, headers = await self.render(sub, payloads, notification_id)
         self._fan_out(sub, body)
         endpoint = sub.body["notification"]["endpoint"]
         info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}
-        self.deliverer.submit(
-            Delivery(key, tenant, sub_id, entity_id, endpoint["uri"], headers, body, info)
+        delivery = Delivery(
+            key, sub.tenant, sub.id, entity_id, endpoint["uri"], headers, body, info
         )
+        self.deliverer.submit(delivery)
 
     async def render(
         self, sub: Subscription, payloads: list[Any], notification_id: str
@@ -335,16 +343,8 @@ class Notifier:
             for e in entities.values()
         ]
         self._periodic_key += 1
-        body, headers = await self.render(
-            sub, payloads, f"urn:ngsi-ld:Notification:p{self._periodic_key}"
-        )
-        self._fan_out(sub, body)
-        endpoint = sub.body["notification"]["endpoint"]
-        info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}
-        delivery = Delivery(
-            self._periodic_key, sub.tenant, sub.id, "", endpoint["uri"], headers, body, info
-        )
-        self.deliverer.submit(delivery)
+        key = self._periodic_key
+        await self._send(sub, key, "", payloads, f"urn:ngsi-ld:Notification:p{key}")
 
     # -- live streams (Server-Sent Events) --------------------------------------------------
 
