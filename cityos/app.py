@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cityos import __version__
-from cityos.api import batch, contexts, entities, subscriptions, types
+from cityos.api import batch, contexts, entities, subscriptions, temporal, types
 from cityos.api.deps import Services
 from cityos.api.problems import render_exception
 from cityos.config import Settings
@@ -35,7 +35,9 @@ PREFIX = "/ngsi-ld/v1"
 
 
 def open_store(settings: Settings) -> Store:
-    return SQLiteStore(settings.sqlite_path, durable=settings.durable)
+    return SQLiteStore(
+        settings.sqlite_path, durable=settings.durable, history=settings.temporal_history
+    )
 
 
 def make_fetcher(settings: Settings) -> Any:
@@ -80,7 +82,7 @@ def _guard(endpoint: Endpoint, params: frozenset[str] | None) -> Endpoint:
 
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
-    for module in (entities, batch, types, contexts, subscriptions):
+    for module in (entities, batch, types, contexts, subscriptions, temporal):
         for path, endpoint, methods, params in module.ROUTES:
             routes.append(Route(PREFIX + path, _guard(endpoint, params), methods=methods))
     routes.append(Route("/version", version, methods=["GET"]))

@@ -28,6 +28,14 @@ SETTINGS_HELP: dict[str, str] = {
     "context_fetch_timeout": "Seconds to wait for a remote @context before LdContextNotAvailable.",
     "public_url": "Base URL clients reach this City OS at, used in hosted @context URLs.",
     "log_level": "Logging level: debug, info, warning or error.",
+    "temporal_history": "Record every change of every attribute as temporal history.",
+    "temporal_max_instances": "Instances per attribute in one temporal response (more: 206).",
+    "retention": (
+        "How long temporal instances are kept: comma-separated rules "
+        "[tenant/][type=]DURATION, e.g. 'P90D, takamatsu/P365D, Vehicle=P30D'; "
+        "the most specific rule wins; empty keeps everything."
+    ),
+    "retention_interval": "Seconds between two runs of the retention job.",
 }
 
 
@@ -44,6 +52,10 @@ class Settings:
     context_fetch_timeout: float = 5.0
     public_url: str = ""
     log_level: str = "info"
+    temporal_history: bool = True
+    temporal_max_instances: int = 10000
+    retention: str = ""
+    retention_interval: float = 3600.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -56,6 +68,10 @@ class Settings:
             raise ValueError(
                 f"log_level must be debug, info, warning or error, not {self.log_level!r}"
             )
+        if self.temporal_max_instances < 1:
+            raise ValueError("temporal_max_instances must be at least 1")
+        if self.retention_interval <= 0:
+            raise ValueError("retention_interval must be more than 0 seconds")
         if self.database_url and not self.database_url.startswith("sqlite:"):
             raise ValueError("database_url: only embedded SQLite is available in this version")
 

@@ -36,7 +36,14 @@ from cityos.core.query.typeexpr import parse_types as parse_type_expression
 from cityos.errors import BadRequestData
 from cityos.storage.base import EntityQuery, Store
 
-__all__ = ["ProjectionSpec", "View", "entity_query", "parse_projection", "render_entities"]
+__all__ = [
+    "ProjectionSpec",
+    "View",
+    "entity_query",
+    "entity_query_from",
+    "parse_projection",
+    "render_entities",
+]
 
 _ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt"})
 
@@ -83,6 +90,17 @@ def entity_query(
     )
     paging = parse_paging(params, settings.default_limit, settings.max_limit)
     return _build(params, ctx, tenant, geo, projection, paging), projection
+
+
+def entity_query_from(
+    params: Mapping[str, Any],
+    ctx: CompiledContext,
+    tenant: str,
+    geo: GeoQuery | None,
+    paging: Any,
+) -> EntityQuery:
+    """The Entity selection of a temporal query: the same parameters, no projection."""
+    return _build(params, ctx, tenant, geo, ProjectionSpec(), paging)
 
 
 def _build(

@@ -22,6 +22,8 @@ __all__ = [
     "create",
     "delete",
     "delete_attribute",
+    "absorb_history",
+    "delete_if_present",
     "fragment_from_body",
     "merge",
     "partial_update",
@@ -202,5 +204,54 @@ def delete(entity_id: str, types: list[str] | None = None) -> Change:
         if types and not set(types) & set(current["type"]):
             raise ResourceNotFound(f"Entity {entity_id} is not of type {', '.join(types)}")
         return None, None
+
+    return change
+
+
+def _later_or_equal(new: StoredAttribute, old: StoredAttribute) -> bool:
+    new_at, old_at = new.get("observedAt"), old.get("observedAt")
+    return new_at is None or old_at is None or str(new_at) >= str(old_at)
+
+
+def absorb_history(entity: StoredEntity) -> Change:
+    """A temporal write (clause 5.6.11, 5.6.12) as seen by the current state: the newest
+    given instance of each attribute and datasetId becomes current, unless the Entity
+    already holds a newer observation. A fragment without types leaves a missing Entity
+    missing."""
+
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        latest: Attrs = {}
+        for name, instances in entity.get("attrs", {}).items():
+            by_dataset: dict[str | None, StoredAttribute] = {}
+            for inst in instances:
+                old = by_dataset.get(inst.get("datasetId"))
+                if old is None or _later_or_equal(inst, old):
+                    by_dataset[inst.get("datasetId")] = inst
+            latest[name] = sorted(by_dataset.values(), key=lambda i: "datasetId" in i)
+        if current is None:
+            if not entity.get("type"):
+                return None, None
+            return {**entity, "attrs": latest}, "created"
+        _add_types(current, entity.get("type", []))
+        if "scope" in entity:
+            current["scope"] = entity["scope"]
+        attrs = current.setdefault("attrs", {})
+        for name, instances in latest.items():
+            existing = attrs.setdefault(name, [])
+            for inst in instances:
+                old = next((o for o in existing if o.get("datasetId") == inst.get("datasetId")), None)
+                if old is None or _later_or_equal(inst, old):
+                    ops.append_attrs(current, {name: [inst]}, entity["modifiedAt"])
+        current["modifiedAt"] = entity["modifiedAt"]
+        return current, "updated"
+
+    return change
+
+
+def delete_if_present(entity_id: str) -> Change:
+    """Deleting the temporal representation (clause 5.6.16) deletes the Entity too, if any."""
+
+    def change(current: StoredEntity | None) -> tuple[StoredEntity | None, Any]:
+        return None, current is not None
 
     return change

@@ -29,6 +29,7 @@ __all__ = [
     "parse_entity",
     "parse_fragment",
     "parse_scope",
+    "parse_temporal_entity",
 ]
 
 NULL_URI = "urn:ngsi-ld:null"  # clause 4.5.0: the value that deletes in a merge
@@ -136,6 +137,31 @@ def parse_entity(
         entity["scope"] = parse_scope(body["scope"])
     entity["attrs"] = parse_fragment(body, ctx, now)
     _reject_nulls(entity["attrs"])
+    return entity
+
+
+def parse_temporal_entity(
+    body: object, ctx: CompiledContext, now: str, *, require_type: bool = True
+) -> StoredEntity:
+    """A temporal Entity (clause 4.5.7, 5.6.11): each attribute is an array of instances,
+    each one a point in the attribute's history (several may share a datasetId)."""
+    if not isinstance(body, dict) or not body:
+        raise InvalidRequest("A temporal Entity must be a non-empty JSON object")
+    entity = parse_entity(
+        {k: v for k, v in body.items() if k in ENTITY_MEMBERS}, ctx, now, require_type=require_type
+    )
+    attrs: dict[str, list[StoredAttribute]] = {}
+    for name, value in body.items():
+        if name in ENTITY_MEMBERS:
+            continue
+        check_name(name)
+        iri = ctx.expand(name)
+        if iri.startswith("@"):
+            raise BadRequestData(f"Attribute name {name!r} expands to the JSON-LD keyword {iri}")
+        items = value if isinstance(value, list) and _is_instance_list(value) else [value]
+        attrs[iri] = [inst for item in items for inst in parse_attribute(name, item, ctx, now)]
+    _reject_nulls(attrs)
+    entity["attrs"] = attrs
     return entity
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from cityos.core.jsonld import CompiledContext
 from cityos.core.model import VALUE_MEMBER, StoredAttribute, StoredEntity
 
-__all__ = ["RenderOptions", "render_attribute", "render_entity", "select_language"]
+__all__ = ["RenderOptions", "render_attribute", "render_entity", "render_instance", "select_language"]
 
 _SYS = ("createdAt", "modifiedAt")
 _ABSENT = object()  # an attribute none of whose instances is selected
@@ -61,19 +61,19 @@ def render_attribute(
     instances: list[StoredAttribute], ctx: CompiledContext, opts: RenderOptions
 ) -> Any:
     if len(instances) == 1 and opts.dataset_ids is None:
-        return _render_instance(instances[0], ctx, opts)
+        return render_instance(instances[0], ctx, opts)
     if opts.dataset_ids is not None:
         instances = [i for i in instances if i.get("datasetId") in opts.dataset_ids]
         if not instances:
             return _ABSENT
-    rendered = [_render_instance(i, ctx, opts) for i in instances]
+    rendered = [render_instance(i, ctx, opts) for i in instances]
     return rendered[0] if len(rendered) == 1 else rendered
 
 
 _META = ("objectType", "observedAt", "unitCode", "datasetId")
 
 
-def _render_instance(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOptions) -> Any:
+def render_instance(inst: StoredAttribute, ctx: CompiledContext, opts: RenderOptions) -> Any:
     if opts.format == "keyValues":
         return _simplified(inst, ctx, opts)
     attr_type = inst["type"]

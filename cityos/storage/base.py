@@ -16,13 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cityos.core.model import StoredEntity
+from cityos.core.model import StoredAttribute, StoredEntity
 
 if TYPE_CHECKING:
     from cityos.core.contexts import ContextEntry
     from cityos.core.geo import GeoQuery
     from cityos.core.query.ast import QNode, ScopeNode, TypeNode
     from cityos.core.query.orderby import OrderKey
+    from cityos.core.temporal import TemporalEntity, TemporalQuery
 
 __all__ = [
     "AttributeSummaryRow",
@@ -109,6 +110,47 @@ class Store(Protocol):
         self, after_key: int, limit: int
     ) -> list[tuple[int, str, str, str, Any]]: ...
     async def finish_notifications(self, keys: Sequence[int]) -> None: ...
+
+    # Temporal history (clause 4.5.7). Every write above also records the instances it
+    # created or changed, in the same transaction. These write the history alone.
+    # Adds the instances of ``entity`` to the history and runs ``change`` (the current
+    # state's side of it) in the same transaction; True when the temporal Entity is new.
+    async def temporal_add(
+        self, tenant: str, entity: StoredEntity, change: Change, must_exist: bool
+    ) -> bool: ...
+    async def temporal_delete_entity(self, tenant: str, entity_id: str, change: Change) -> None: ...
+    async def temporal_delete_attribute(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        dataset_id: str | None,
+        delete_all: bool,
+        now: str,
+    ) -> None: ...
+    async def temporal_delete_instance(
+        self, tenant: str, entity_id: str, attr: str, instance_id: str
+    ) -> None: ...
+    async def temporal_modify_instance(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        instance_id: str,
+        fragment: StoredAttribute,
+        now: str,
+    ) -> None: ...
+    # Raises ResourceNotFound; never returns None.
+    async def temporal_entity(
+        self, tenant: str, entity_id: str, tq: TemporalQuery
+    ) -> TemporalEntity: ...
+    async def query_temporal(
+        self, query: EntityQuery, tq: TemporalQuery
+    ) -> tuple[list[TemporalEntity], int | None]: ...
+    # One bounded retention step: removes up to ``batch`` instances older than the cutoff.
+    async def expire_history(
+        self, tenant: str, types: Sequence[str] | None, cutoff_us: int, batch: int = 5000
+    ) -> int: ...
 
     async def save_context(self, entry: ContextEntry) -> None: ...
     async def delete_context(self, url: str) -> None: ...

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cityos.core.model import RELATIONSHIP_TYPES, StoredEntity
@@ -51,9 +51,17 @@ from cityos.core.query.ast import (
     TypeName,
     TypeNode,
 )
+from cityos.core.query.orderby import OrderKey
 from cityos.core.query.scope import scope_term_regex
 
-__all__ = ["match_attrs", "match_q", "match_scope", "match_types", "target_value"]
+__all__ = [
+    "match_attrs",
+    "match_q",
+    "match_scope",
+    "match_types",
+    "sort_entities",
+    "target_value",
+]
 
 _MISSING: Any = object()
 _TEMPORAL_KINDS = frozenset({LiteralKind.DATE_TIME, LiteralKind.DATE, LiteralKind.TIME})
@@ -122,6 +130,36 @@ def target_value(entity: StoredEntity, path: AttrPath, instance: bool = False) -
     for key in path.keys:
         node = _get(node, key)
     return node
+
+
+def sort_entities(entities: list[StoredEntity], keys: Sequence[OrderKey]) -> list[StoredEntity]:
+    """orderBy (clause 4.23) in Python, with the SQL translation's rules: Entities without
+    the key last in both directions; numbers before strings before other values."""
+    ordered = list(entities)
+    for key in reversed(keys):
+        def value(entity: StoredEntity, key: OrderKey = key) -> Any:
+            if key.member == "type":
+                return entity["type"][0] if entity.get("type") else _MISSING
+            if key.member is not None:
+                return entity.get(key.member, _MISSING)
+            assert key.path is not None
+            return target_value(entity, key.path)
+
+        present = [e for e in ordered if value(e) is not _MISSING and value(e) is not None]
+        missing = [e for e in ordered if value(e) is _MISSING or value(e) is None]
+        present.sort(key=lambda e: _rank(value(e)), reverse=key.descending)
+        ordered = present + missing
+    return ordered
+
+
+def _rank(value: Any) -> tuple[int, Any]:
+    if isinstance(value, bool):
+        return (2, int(value))
+    if isinstance(value, int | float):
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    return (3, repr(value))
 
 
 def _get(node: Any, key: str) -> Any:

@@ -10,6 +10,7 @@ Rules (see docs/architecture.md):
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -20,9 +21,13 @@ import orjson
 
 from cityos.core import geo
 from cityos.core.contexts import ContextEntry
-from cityos.core.model import StoredEntity, now_iso
+from cityos.core.model import StoredAttribute, StoredEntity, now_iso
+from cityos.core.query.evaluate import match_q, match_scope, match_types, sort_entities
+from cityos.core.query.typeexpr import type_names
+from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
+from cityos.storage.sqlite import history
 from cityos.storage.sqlite.bulk import apply_changes
 from cityos.storage.sqlite.indexes import AttributeIndexer
 from cityos.storage.sqlite.query_sql import register_functions
@@ -37,9 +42,10 @@ _dumps = orjson.dumps
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, durable: bool = True) -> None:
+    def __init__(self, path: Path, durable: bool = True, history: bool = True) -> None:
         self.path = path
         self._durable = durable
+        self.history = history  # record every change as temporal instances
         self._writer = Writer(self._connect_writer)
         self._reader: sqlite3.Connection | None = None
         self._tenants: set[str] = set()
@@ -196,6 +202,22 @@ class SQLiteStore:
     async def write_many(
         self, tenant: str, changes: Sequence[tuple[str, Change]]
     ) -> list[WriteOutcome | Exception]:
+        keep_history = self.history
+
+        def then(conn: sqlite3.Connection, outcomes: list[WriteOutcome]) -> None:
+            if keep_history:
+                history.record(conn, tenant, outcomes)
+
+        return await self._write_job(tenant, changes, then)
+
+    async def _write_job(
+        self,
+        tenant: str,
+        changes: Sequence[tuple[str, Change]],
+        then: Callable[[sqlite3.Connection, list[WriteOutcome]], None],
+    ) -> list[WriteOutcome | Exception]:
+        """Runs the changes in one job of the writer, then ``then`` (history) and the
+        notifier's listener on what they did, all in the same transaction."""
         known = tenant in self._tenants
         listener = self.listener
 
@@ -203,8 +225,14 @@ class SQLiteStore:
             if not known:
                 conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, now_iso()))
             outcomes = apply_changes(conn, tenant, changes)
+            done = [
+                o
+                for o in outcomes
+                if isinstance(o, WriteOutcome) and (o.before is not None or o.after is not None)
+            ]
+            then(conn, done)
             if listener is not None:
-                rows = listener(tenant, [o for o in outcomes if isinstance(o, WriteOutcome)])
+                rows = listener(tenant, done)
                 if rows:
                     conn.executemany(
                         "INSERT INTO notification_outbox (tenant, subscription_id, entity_id, payload) "
@@ -220,6 +248,163 @@ class SQLiteStore:
             self._tenants.add(tenant)
         self._version[tenant] = self._version.get(tenant, 0) + 1
         return outcomes
+
+    # -- temporal history (storage/sqlite/history.py) ------------------------------------
+
+    async def _temporal_job(self, tenant: str, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        known = tenant in self._tenants
+
+        def run(conn: sqlite3.Connection) -> Any:
+            if not known:
+                conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, now_iso()))
+            return job(conn)
+
+        result = await self._writer.run(run)
+        if isinstance(result, Exception):
+            raise result
+        self._tenants.add(tenant)
+        return result
+
+    async def temporal_add(
+        self, tenant: str, entity: StoredEntity, change: Change, must_exist: bool
+    ) -> bool:
+        created: list[bool] = []
+
+        def then(conn: sqlite3.Connection, outcomes: list[WriteOutcome]) -> None:
+            created.append(history.add_instances(conn, tenant, entity, must_exist))
+
+        outcome = (await self._write_job(tenant, [(entity["id"], change)], then))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        self._tenants.add(tenant)
+        return created[0]
+
+    async def temporal_delete_entity(self, tenant: str, entity_id: str, change: Change) -> None:
+        def then(conn: sqlite3.Connection, outcomes: list[WriteOutcome]) -> None:
+            history.delete_entity(conn, tenant, entity_id)
+
+        outcome = (await self._write_job(tenant, [(entity_id, change)], then))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+
+    async def temporal_delete_attribute(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        dataset_id: str | None,
+        delete_all: bool,
+        now: str,
+    ) -> None:
+        await self._temporal_job(
+            tenant,
+            lambda c: history.delete_attribute(
+                c, tenant, entity_id, attr, dataset_id, delete_all, now
+            ),
+        )
+
+    async def temporal_delete_instance(
+        self, tenant: str, entity_id: str, attr: str, instance_id: str
+    ) -> None:
+        await self._temporal_job(
+            tenant, lambda c: history.delete_instance(c, tenant, entity_id, attr, instance_id)
+        )
+
+    async def temporal_modify_instance(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        instance_id: str,
+        fragment: StoredAttribute,
+        now: str,
+    ) -> None:
+        await self._temporal_job(
+            tenant,
+            lambda c: history.modify_instance(
+                c, tenant, entity_id, attr, instance_id, fragment, now
+            ),
+        )
+
+    async def temporal_entity(
+        self, tenant: str, entity_id: str, tq: TemporalQuery
+    ) -> TemporalEntity:
+        row = self.reader.execute(
+            f"SELECT {history.ENTITY_COLUMNS} FROM temporal_entities WHERE tenant = ? AND id = ?",
+            (tenant, entity_id),
+        ).fetchone()
+        if row is None:
+            raise ResourceNotFound(f"Temporal Entity {entity_id} does not exist")
+        return history.read_entity(self.reader, row, tq)
+
+    async def query_temporal(
+        self, query: EntityQuery, tq: TemporalQuery
+    ) -> tuple[list[TemporalEntity], int | None]:
+        """Temporal Entities matching the query (clause 5.7.4), a page of them with their
+        instances, and their number when asked. Ids and plain type names select rows by index;
+        type expressions, idPattern, ``q``, ``scopeQ`` and ``geoQ`` are then tested on each
+        candidate, the last three on its newest state."""
+        sql = f"SELECT {history.ENTITY_COLUMNS} FROM temporal_entities WHERE tenant = ?"
+        params: list[Any] = [query.tenant]
+        if query.ids:
+            sql += f" AND id IN ({', '.join('?' * len(query.ids))})"
+            params.extend(query.ids)
+        names = type_names(query.types) if query.types is not None else None
+        if names:
+            sql += (
+                " AND key IN (SELECT entity FROM temporal_types WHERE tenant = ? "
+                f"AND type IN ({', '.join('?' * len(names))}))"
+            )
+            params.extend([query.tenant, *names])
+        pattern = re.compile(query.id_pattern) if query.id_pattern else None
+        geo_query = (
+            query.geo.with_property_iri(query.geoproperty)
+            if query.geo is not None and query.geoproperty
+            else query.geo
+        )
+        matched = []
+        for row in self.reader.execute(sql + " ORDER BY key", params).fetchall():
+            if pattern is not None and not pattern.search(row[1]):
+                continue
+            if query.types is not None and not names:
+                if not match_types({"type": _loads(row[2])}, query.types):
+                    continue
+            if tq.attrs and not self.reader.execute(
+                f"SELECT 1 FROM temporal_series WHERE entity = ? AND attr IN "
+                f"({', '.join('?' * len(tq.attrs))}) LIMIT 1",
+                [row[0], *tq.attrs],
+            ).fetchone():
+                continue
+            if (tq.timerel or tq.attrs or tq.dataset_ids is not None) and not (
+                history.has_instances(self.reader, row[0], tq)
+            ):
+                continue
+            if query.q is not None or query.scope_q is not None or geo_query is not None:
+                latest = history.latest_state(self.reader, row)
+                if query.q is not None and not match_q(latest, query.q):
+                    continue
+                if query.scope_q is not None and not match_scope(latest, query.scope_q):
+                    continue
+                if geo_query is not None and not geo.matches_entity(geo_query, latest):
+                    continue
+            matched.append(row)
+        if query.order_by:
+            states = {row[1]: row for row in matched}
+            latest_states = [history.latest_state(self.reader, row) for row in matched]
+            ordered = sort_entities(latest_states, query.order_by)
+            matched = [states[e["id"]] for e in ordered]
+        page = matched[query.offset : query.offset + query.limit]
+        entities = history.read_entities(self.reader, page, tq)
+        return entities, len(matched) if query.count else None
+
+    async def expire_history(
+        self, tenant: str, types: Sequence[str] | None, cutoff_us: int, batch: int = 5000
+    ) -> int:
+        """One bounded retention step (see cityos/retention.py); returns instances removed."""
+        removed: int = await self._writer.run(
+            lambda c: history.expire(c, tenant, types, cutoff_us, batch)
+        )
+        return removed
 
     # -- tenants and discovery -------------------------------------------------------
 

@@ -1,0 +1,447 @@
+"""HTTP handlers of /ngsi-ld/v1/temporal (GS CIM 009 V1.8.1 clauses 5.6.11-5.6.16,
+5.7.3, 5.7.4, 6.18-6.24).
+
+The temporal representation is the history the store records with every change of the
+current state, plus what is written here directly. Writes through this API touch only the
+history, as in clause 5.6.11: they never change the current state of an Entity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cityos.api import http
+from cityos.api.deps import now_iso, services
+from cityos.api.params import parse_csv, parse_flag, parse_options, parse_paging
+from cityos.api.querying import entity_query_from, geo_from_body
+from cityos.core import changes
+from cityos.core.entities import (
+    check_name,
+    check_uri,
+    parse_attribute_fragment,
+    parse_temporal_entity,
+)
+from cityos.core.geo import parse_geoq
+from cityos.core.temporal import (
+    TemporalEntity,
+    TemporalQuery,
+    check_representation,
+    parse_temporal_query,
+    render_temporal_entity,
+)
+from cityos.core.linked import Shape, parse_shape
+from cityos.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from cityos.storage.base import EntityQuery
+
+__all__ = ["ROUTES"]
+
+_OPTIONS = frozenset({"temporalValues", "aggregatedValues", "sysAttrs", "normalized"})
+
+
+def _entity_id(request: Request) -> str:
+    entity_id: str = request.path_params["entity_id"]
+    if "/attrs/" in entity_id or entity_id.endswith("/attrs"):
+        raise BadRequestData(f"{request.url.path} names no valid attribute")
+    return check_uri(entity_id)
+
+
+async def _body(request: Request) -> tuple[Any, http.RequestContext]:
+    http.check_content_type(request)
+    svc = services(request)
+    body = await http.read_json(request, svc.settings.max_body_bytes)
+    rctx = await http.request_context(request, svc.contexts, body)
+    return body, rctx
+
+
+def _representation(params: Mapping[str, Any]) -> tuple[str, bool]:
+    """options=temporalValues|aggregatedValues, or ``format`` (clause 6.3.7), which wins."""
+    options = parse_options(params, _OPTIONS)
+    fmt = params.get("format")
+    if fmt is not None:
+        if fmt not in ("normalized", "temporalValues", "aggregatedValues", "simplified"):
+            raise InvalidRequest(f"Unknown format {fmt!r}")
+        return ("temporalValues" if fmt == "simplified" else fmt), "sysAttrs" in options
+    return check_representation(options), "sysAttrs" in options
+
+
+def _shape(rendered: dict[str, Any], shape: Shape) -> dict[str, Any]:
+    """pick/omit (clause 4.21) on a rendered temporal Entity, by the names the client used."""
+    picked, omitted = shape.names()
+    return {
+        k: v
+        for k, v in rendered.items()
+        if (picked is None or k in picked) and k not in omitted
+    }
+
+
+def _temporal_query(
+    params: Mapping[str, Any], rctx: http.RequestContext, representation: str, limit: int,
+    require_timerel: bool = False,
+) -> TemporalQuery:
+    attrs = params.get("attrs")
+    if isinstance(attrs, str):
+        for name in parse_csv(attrs):
+            check_name(name)
+    return parse_temporal_query(
+        params,
+        rctx.compiled.expand,
+        aggregated=representation == "aggregatedValues",
+        require_timerel=require_timerel,
+        instance_limit=limit,
+    )
+
+
+def _content_range(entities: list[TemporalEntity]) -> dict[str, str]:
+    """Clause 6.3.10: 206 with ``Content-Range: date-time <from>-<to>/<size>`` when
+    instances were left out at the instance limit."""
+    for entity in entities:
+        if entity.content_range is not None:
+            first, last, size = entity.content_range
+            return {"Content-Range": f"date-time {first}-{last}/{size}"}
+    return {}
+
+
+def _render(
+    entities: list[TemporalEntity],
+    rctx: http.RequestContext,
+    representation: str,
+    sys_attrs: bool,
+    tq: TemporalQuery,
+    params: Mapping[str, Any],
+    single: bool,
+    headers: dict[str, str],
+) -> Response:
+    lang = params.get("lang")
+    shape = parse_shape(params)
+    rendered = [
+        _shape(render_temporal_entity(e, rctx.compiled, representation, sys_attrs, tq, lang), shape)
+        for e in entities
+    ]
+    if single and not rendered[0]:
+        raise ResourceNotFound(f"Temporal Entity {entities[0].id} has nothing left after pick/omit")
+    if not single:
+        rendered = [r for r in rendered if r]
+    headers = {**headers, **_content_range(entities)}
+    status = 206 if "Content-Range" in headers else 200
+    body: Any = rendered[0] if single else rendered
+    return http.json_response(body, rctx, status=status, headers=headers)
+
+
+# -- provision ---------------------------------------------------------------------------
+
+
+async def create_or_update(request: Request) -> Response:
+    """POST /temporal/entities (clause 5.6.11): 201 when created, 204 when instances were
+    added to an existing temporal Entity."""
+    body, rctx = await _body(request)
+    entity = parse_temporal_entity(body, rctx.compiled, now_iso())
+    tenant = http.tenant_of(request)
+    created = await services(request).store.temporal_add(
+        tenant, entity, changes.absorb_history(entity), must_exist=False
+    )
+    if not created:
+        return Response(status_code=204)
+    headers = {"Location": "/ngsi-ld/v1/temporal/entities/" + quote(entity["id"], safe=":")}
+    if tenant:
+        headers["NGSILD-Tenant"] = tenant
+    return Response(status_code=201, headers=headers)
+
+
+async def append_attrs(request: Request) -> Response:
+    """POST /temporal/entities/{id}/attrs (clause 5.6.12)."""
+    entity_id = _entity_id(request)
+    body, rctx = await _body(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object of attributes")
+    if body.get("id", entity_id) != entity_id:
+        raise BadRequestData(f"The body's id {body.get('id')} differs from {entity_id}")
+    fragment = {k: v for k, v in body.items() if k not in ("id", "type", "@context")}
+    if not fragment:
+        raise BadRequestData("The body has no attributes to add")
+    entity = parse_temporal_entity(
+        {**fragment, "id": entity_id}, rctx.compiled, now_iso(), require_type=False
+    )
+    tenant = http.tenant_of(request)
+    await services(request).store.temporal_add(
+        tenant, entity, changes.absorb_history(entity), must_exist=True
+    )
+    return Response(status_code=204)
+
+
+async def delete_temporal_entity(request: Request) -> Response:
+    """DELETE /temporal/entities/{id} (clause 5.6.16)."""
+    entity_id = _entity_id(request)
+    svc = services(request)
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
+    await svc.store.temporal_delete_entity(tenant, entity_id, changes.delete_if_present(entity_id))
+    return Response(status_code=204)
+
+
+def _attr(request: Request, rctx: http.RequestContext) -> str:
+    return rctx.compiled.expand(check_name(request.path_params["attr"]))
+
+
+async def delete_attribute(request: Request) -> Response:
+    """DELETE /temporal/entities/{id}/attrs/{attr} (clause 5.6.13)."""
+    entity_id = _entity_id(request)
+    svc = services(request)
+    rctx = await http.request_context(request, svc.contexts)
+    attr = _attr(request, rctx)
+    params = request.query_params
+    dataset_id = params.get("datasetId") or None
+    if dataset_id is not None:
+        check_uri(dataset_id, "datasetId")
+    delete_all = parse_flag(params, "deleteAll")
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
+    await svc.store.temporal_delete_attribute(
+        tenant, entity_id, attr, dataset_id, delete_all, now_iso()
+    )
+    return Response(status_code=204)
+
+
+def _instance_id(request: Request) -> str:
+    return check_uri(request.path_params["instance_id"], "instanceId")
+
+
+async def modify_instance(request: Request) -> Response:
+    """PATCH /temporal/entities/{id}/attrs/{attr}/{instanceId} (clause 5.6.14)."""
+    entity_id = _entity_id(request)
+    body, rctx = await _body(request)
+    attr_name = check_name(request.path_params["attr"])
+    instance_id = _instance_id(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object")
+    # The body is a fragment naming the attribute: {"speed": {...}} (or the instance itself).
+    member = body.get(attr_name, body)
+    if isinstance(member, list):
+        if len(member) != 1:
+            raise BadRequestData("The body must hold exactly one attribute instance")
+        member = member[0]
+    fragment = parse_attribute_fragment(
+        attr_name, {k: v for k, v in member.items() if k != "@context"}, rctx.compiled, now_iso()
+    )
+    tenant = http.tenant_of(request)
+    await services(request).store.temporal_modify_instance(
+        tenant, entity_id, rctx.compiled.expand(attr_name), instance_id, fragment, now_iso()
+    )
+    return Response(status_code=204)
+
+
+async def delete_instance(request: Request) -> Response:
+    """DELETE /temporal/entities/{id}/attrs/{attr}/{instanceId} (clause 5.6.15)."""
+    entity_id = _entity_id(request)
+    svc = services(request)
+    rctx = await http.request_context(request, svc.contexts)
+    attr = _attr(request, rctx)
+    instance_id = _instance_id(request)
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
+    await svc.store.temporal_delete_instance(tenant, entity_id, attr, instance_id)
+    return Response(status_code=204)
+
+
+# -- consumption -------------------------------------------------------------------------
+
+
+async def retrieve(request: Request) -> Response:
+    """GET /temporal/entities/{id} (clause 5.7.3)."""
+    svc = services(request)
+    accept = http.negotiate(request)
+    entity_id = _entity_id(request)
+    rctx = await http.request_context(request, svc.contexts, accept=accept)
+    params = request.query_params
+    representation, sys_attrs = _representation(params)
+    tq = _temporal_query(params, rctx, representation, svc.settings.temporal_max_instances)
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
+    parse_shape(params)  # bad pick/omit is 400 whether or not the Entity exists
+    entity = await svc.store.temporal_entity(tenant, entity_id, tq)
+    if tq.attrs and not (entity.attrs or entity.aggregates) and not await _has_attrs(
+        request, tenant, entity_id, tq
+    ):
+        raise ResourceNotFound(f"Temporal Entity {entity_id} has none of the attributes asked for")
+    return _render([entity], rctx, representation, sys_attrs, tq, params, True, {})
+
+
+async def _has_attrs(request: Request, tenant: str, entity_id: str, tq: TemporalQuery) -> bool:
+    """Whether the attributes exist at all, outside the query's time window."""
+    plain = TemporalQuery(attrs=tq.attrs, last_n=1)
+    found = await services(request).store.temporal_entity(tenant, entity_id, plain)
+    return bool(found.attrs)
+
+
+async def query(request: Request) -> Response:
+    """GET /temporal/entities (clause 5.7.4)."""
+    svc = services(request)
+    accept = http.negotiate(request)
+    rctx = await http.request_context(request, svc.contexts, accept=accept)
+    params = request.query_params
+    representation, sys_attrs = _representation(params)
+    # clause 6.18.3.1, as for Entities: type, attrs, q or a geoQ must narrow the query.
+    if not any(k in params for k in ("type", "attrs", "q", "georel", "local")):
+        raise BadRequestData("A temporal query needs one of type, attrs, q, a geoQ or local=true")
+    tq = _temporal_query(params, rctx, representation, svc.settings.temporal_max_instances)
+    geo = parse_geoq(
+        params.get("georel"), params.get("geometry"), params.get("coordinates"),
+        params.get("geoproperty"),
+    )
+    paging = parse_paging(params, svc.settings.default_limit, svc.settings.max_limit)
+    return await _answer(request, params, rctx, representation, sys_attrs, tq, geo, paging)
+
+
+async def _answer(
+    request: Request,
+    params: Mapping[str, Any],
+    rctx: http.RequestContext,
+    representation: str,
+    sys_attrs: bool,
+    tq: TemporalQuery,
+    geo: Any,
+    paging: Any,
+) -> Response:
+    svc = services(request)
+    tenant = await http.require_tenant(
+        request, await svc.store.tenant_exists(http.tenant_of(request))
+    )
+    if not tenant and not await svc.store.tenant_exists(tenant):
+        entities: list[TemporalEntity] = []
+        count: int | None = 0 if paging.count else None
+    else:
+        eq: EntityQuery = entity_query_from(params, rctx.compiled, tenant, geo, paging)
+        entities, count = await svc.store.query_temporal(eq, tq)
+    headers = {} if count is None else {"NGSILD-Results-Count": str(count)}
+    return _render(entities, rctx, representation, sys_attrs, tq, params, False, headers)
+
+
+async def query_post(request: Request) -> Response:
+    """POST /temporal/entityOperations/query (clause 5.7.4, 6.24): a Query in the body with
+    ``temporalQ``."""
+    body, rctx = await _body(request)
+    svc = services(request)
+    rctx = http.RequestContext(rctx.compiled, rctx.value, http.negotiate(request))
+    if not isinstance(body, dict) or body.get("type") != "Query":
+        raise BadRequestData('The body must be a Query: {"type": "Query", ...}')
+    params = request.query_params
+    representation, sys_attrs = _representation(params)
+    temporal_q = body.get("temporalQ")
+    if temporal_q is not None and not isinstance(temporal_q, dict):
+        raise BadRequestData("temporalQ must be a JSON object")
+    merged: dict[str, Any] = {**params, **(temporal_q or {})}
+    if "attrs" in body:
+        merged["attrs"] = body["attrs"]
+    tq = _temporal_query(merged, rctx, representation, svc.settings.temporal_max_instances)
+    entities_filter = body.get("entities") or []
+    if not isinstance(entities_filter, list):
+        raise BadRequestData("entities must be an array of EntitySelectors")
+    selector = _selectors(entities_filter)
+    for key in ("q", "scopeQ", "attrs"):
+        if key in body:
+            selector[key] = body[key]
+    if not any(k in selector for k in ("type", "attrs", "q", "id", "idPattern")) and (
+        "geoQ" not in body
+    ):
+        raise BadRequestData("A temporal query needs entities, attrs, q or geoQ")
+    paging = parse_paging(params, svc.settings.default_limit, svc.settings.max_limit)
+    return await _answer(
+        request, selector, rctx, representation, sys_attrs, tq, geo_from_body(body), paging
+    )
+
+
+def _selectors(items: list[Any]) -> dict[str, Any]:
+    """EntitySelectors (clause 5.2.33) as query parameters: their ids and types are
+    alternatives (the types become one ``|`` expression); the first idPattern is used."""
+    ids: list[str] = []
+    types: list[str] = []
+    out: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise BadRequestData("Each EntitySelector must be a JSON object")
+        if "id" in item:
+            ids.append(check_uri(item["id"]))
+        if "type" in item:
+            if not isinstance(item["type"], str) or not item["type"]:
+                raise BadRequestData("An EntitySelector's type must be a non-empty string")
+            types.append(f"({item['type']})")
+        if "idPattern" in item and "idPattern" not in out:
+            out["idPattern"] = item["idPattern"]
+    if ids:
+        out["id"] = ids
+    if types:
+        out["type"] = "|".join(dict.fromkeys(types))
+    return out
+
+
+_TEMPORAL = frozenset(
+    {
+        "timerel",
+        "timeAt",
+        "endTimeAt",
+        "timeproperty",
+        "lastN",
+        "attrs",
+        "options",
+        "format",
+        "aggrMethods",
+        "aggrPeriodDuration",
+        "lang",
+        "local",
+        "datasetId",
+        "pick",
+        "omit",
+    }
+)
+_QUERY = _TEMPORAL | {
+    "id",
+    "type",
+    "idPattern",
+    "q",
+    "csf",
+    "georel",
+    "geometry",
+    "coordinates",
+    "geoproperty",
+    "scopeQ",
+    "limit",
+    "offset",
+    "count",
+    "orderBy",
+}
+_WRITE = frozenset({"local"})
+
+ROUTES: list[tuple[str, Any, list[str], frozenset[str] | None]] = [
+    ("/temporal/entities", query, ["GET"], _QUERY),
+    ("/temporal/entities", create_or_update, ["POST"], _WRITE),
+    ("/temporal/entityOperations/query", query_post, ["POST"], _QUERY),
+    (
+        "/temporal/entities/{entity_id:path}/attrs/{attr}/{instance_id:path}",
+        modify_instance,
+        ["PATCH"],
+        _WRITE,
+    ),
+    (
+        "/temporal/entities/{entity_id:path}/attrs/{attr}/{instance_id:path}",
+        delete_instance,
+        ["DELETE"],
+        _WRITE,
+    ),
+    (
+        "/temporal/entities/{entity_id:path}/attrs/{attr}",
+        delete_attribute,
+        ["DELETE"],
+        frozenset({"datasetId", "deleteAll", "local"}),
+    ),
+    ("/temporal/entities/{entity_id:path}/attrs", append_attrs, ["POST"], _WRITE),
+    ("/temporal/entities/{entity_id:path}", retrieve, ["GET"], _TEMPORAL),
+    ("/temporal/entities/{entity_id:path}", delete_temporal_entity, ["DELETE"], _WRITE),
+]

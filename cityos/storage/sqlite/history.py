@@ -1,0 +1,816 @@
+"""Temporal history in SQLite: recording attribute instances and reading them back.
+
+Writes run in the writer thread, inside the transaction of the change they record
+(:func:`record` is called by ``bulk.apply_changes``), so the history never disagrees with
+the current state. Reads run on the reader connection.
+
+Tables (migration 004): ``temporal_entities``, ``temporal_types``, ``temporal_series``
+(one per attribute and datasetId), ``temporal_instances`` and ``temporal_rollups`` (hourly
+count/sum/sumsq/min/max of observed instances, kept with every write). A window on one
+series is a range scan of ``(series, ts)``; aggregation over whole hours reads rollups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cityos.core.entities import NULL_URI
+from cityos.core.model import StoredAttribute, StoredEntity
+from cityos.core.temporal import (
+    HOUR_US,
+    Stats,
+    TemporalEntity,
+    TemporalQuery,
+    format_time,
+    parse_time,
+    periods,
+)
+from cityos.errors import BadRequestData, ResourceNotFound
+from cityos.storage.base import WriteOutcome
+
+__all__ = [
+    "INSTANCE_PREFIX",
+    "add_instances",
+    "delete_attribute",
+    "delete_entity",
+    "delete_instance",
+    "instance_key",
+    "modify_instance",
+    "read_entity",
+    "record",
+]
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+INSTANCE_PREFIX = "urn:ngsi-ld:attribute-instance:"
+_SYS = ("createdAt", "modifiedAt")
+_TIME_COLUMN = {
+    "observedAt": "ts",
+    "createdAt": "created_at",
+    "modifiedAt": "modified_at",
+    "deletedAt": "ts",
+}
+# temporal_instances.observed: 0 no observedAt (ts is createdAt), 1 observedAt, 2 deletion
+OBSERVED, DELETED = 1, 2
+
+
+def _us(text: str) -> int:
+    return parse_time(text, "observedAt")
+
+
+def instance_key(instance_id: str) -> int:
+    if not instance_id.startswith(INSTANCE_PREFIX):
+        raise ResourceNotFound(f"Attribute instance {instance_id} does not exist")
+    try:
+        return int(instance_id[len(INSTANCE_PREFIX) :])
+    except ValueError:
+        raise ResourceNotFound(f"Attribute instance {instance_id} does not exist") from None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    series: int
+    ts: int
+    observed: int
+    created: int
+    modified: int
+    num: float | None
+    doc: bytes
+
+
+def _row(series: int, inst: StoredAttribute, recorded: int) -> _Row:
+    observed_at = inst.get("observedAt")
+    ts = _us(observed_at) if isinstance(observed_at, str) else recorded
+    num = _number(inst.get("value")) if inst.get("type") == "Property" else None
+    doc = {k: v for k, v in inst.items() if k not in _SYS}
+    return _Row(series, ts, 1 if isinstance(observed_at, str) else 0, recorded, recorded, num,
+                _dumps(doc))
+
+
+def _deletion(series: int, inst: StoredAttribute, when: str) -> _Row:
+    """Clause 4.5.7 (V1.8): a deleted attribute instance is recorded with ``deletedAt`` and
+    the NGSI-LD Null as value; only ``timeproperty=deletedAt`` returns these."""
+    null: Any = NULL_URI
+    if inst["type"] == "LanguageProperty":
+        null = {"@none": NULL_URI}
+    elif inst["type"] in ("ListProperty", "ListRelationship"):
+        null = [NULL_URI]
+    doc: StoredAttribute = {"type": inst["type"], "value": null, "deletedAt": when}
+    if "datasetId" in inst:
+        doc["datasetId"] = inst["datasetId"]
+    at = _us(when)
+    return _Row(series, at, DELETED, at, at, None, _dumps(doc))
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[_Row]) -> None:
+    if not rows:
+        return
+    conn.executemany(
+        "INSERT INTO temporal_instances (series, ts, observed, created_at, modified_at, num, doc) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(r.series, r.ts, r.observed, r.created, r.modified, r.num, r.doc) for r in rows],
+    )
+    rollups: dict[tuple[int, int], Stats] = {}
+    for r in rows:
+        if r.observed != OBSERVED:
+            continue
+        stats = rollups.setdefault((r.series, r.ts // HOUR_US), Stats())
+        if r.num is None:
+            stats.add(1, 0, 0.0, 0.0, None, None)
+        else:
+            stats.add(1, 1, r.num, r.num * r.num, r.num, r.num)
+    if rollups:
+        conn.executemany(
+            "INSERT INTO temporal_rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (series, hour) DO UPDATE SET n = n + excluded.n, "
+            "nn = nn + excluded.nn, sum = sum + excluded.sum, sumsq = sumsq + excluded.sumsq, "
+            "min = CASE WHEN excluded.min IS NULL THEN min WHEN min IS NULL THEN excluded.min "
+            "ELSE min(min, excluded.min) END, "
+            "max = CASE WHEN excluded.max IS NULL THEN max WHEN max IS NULL THEN excluded.max "
+            "ELSE max(max, excluded.max) END",
+            [(s, h, st.n, st.nn, st.sum, st.sumsq, st.min, st.max) for (s, h), st in rollups.items()],
+        )
+
+
+def _recompute_rollup(conn: sqlite3.Connection, series: int, hour: int) -> None:
+    """After an instance was changed or removed: its hour's rollup from the instances."""
+    conn.execute("DELETE FROM temporal_rollups WHERE series = ? AND hour = ?", (series, hour))
+    conn.execute(
+        "INSERT INTO temporal_rollups SELECT series, ?, count(*), count(num), total(num), "
+        "total(num * num), min(num), max(num) FROM temporal_instances "
+        "WHERE series = ? AND ts >= ? AND ts < ? AND observed = 1 GROUP BY series",
+        (hour, series, hour * HOUR_US, (hour + 1) * HOUR_US),
+    )
+
+
+class _Keys:
+    """Keys of temporal Entities and series, looked up (or created) within one job."""
+
+    def __init__(self, conn: sqlite3.Connection, tenant: str) -> None:
+        self.conn = conn
+        self.tenant = tenant
+        self.series: dict[tuple[int, str, str], int] = {}
+
+    def entity(self, entity_id: str) -> tuple[int, list[str]] | None:
+        row = self.conn.execute(
+            "SELECT key, types FROM temporal_entities WHERE tenant = ? AND id = ?",
+            (self.tenant, entity_id),
+        ).fetchone()
+        return None if row is None else (row[0], _loads(row[1]))
+
+    def create_entity(
+        self, entity_id: str, types: list[str], scope: Any, created: str, modified: str
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO temporal_entities (tenant, id, types, scope, created_at, modified_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self.tenant, entity_id, _dumps(types), _dumps(scope) if scope else None,
+             created, modified),
+        )
+        key = int(cur.lastrowid or 0)
+        self._set_types(key, types)
+        return key
+
+    def touch_entity(
+        self, key: int, old_types: list[str], types: list[str], scope: Any, modified: str
+    ) -> None:
+        self.conn.execute(
+            "UPDATE temporal_entities SET types = ?, scope = ?, modified_at = ?, deleted_at = NULL "
+            "WHERE key = ?",
+            (_dumps(types), _dumps(scope) if scope else None, modified, key),
+        )
+        if types != old_types:
+            self.conn.execute("DELETE FROM temporal_types WHERE entity = ?", (key,))
+            self._set_types(key, types)
+
+    def _set_types(self, key: int, types: list[str]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO temporal_types VALUES (?, ?, ?)",
+            [(self.tenant, t, key) for t in types],
+        )
+
+    def series_key(self, entity: int, attr: str, dataset: str | None) -> int:
+        wanted = (entity, attr, dataset or "")
+        key = self.series.get(wanted)
+        if key is None:
+            row = self.conn.execute(
+                "SELECT key FROM temporal_series WHERE entity = ? AND attr = ? AND dataset = ?",
+                wanted,
+            ).fetchone()
+            if row is None:
+                cur = self.conn.execute(
+                    "INSERT INTO temporal_series (entity, attr, dataset) VALUES (?, ?, ?)", wanted
+                )
+                key = int(cur.lastrowid or 0)
+            else:
+                key = row[0]
+            self.series[wanted] = key
+        return key
+
+
+def record(conn: sqlite3.Connection, tenant: str, outcomes: Iterable[WriteOutcome]) -> None:
+    """Records what each change did to the current state (clause 4.5.7): every attribute
+    instance that was created or changed becomes a temporal instance; a deleted Entity keeps
+    its history, marked with ``deletedAt``."""
+    keys = _Keys(conn, tenant)
+    rows: list[_Row] = []
+    for outcome in outcomes:
+        after, before = outcome.after, outcome.before
+        if after is None:
+            if before is not None:
+                conn.execute(
+                    "UPDATE temporal_entities SET deleted_at = ? WHERE tenant = ? AND id = ?",
+                    (before["modifiedAt"], tenant, before["id"]),
+                )
+            continue
+        found = keys.entity(after["id"])
+        if found is None:
+            key = keys.create_entity(
+                after["id"], after["type"], after.get("scope"), after["createdAt"],
+                after["modifiedAt"],
+            )
+        else:
+            key = found[0]
+            keys.touch_entity(key, found[1], after["type"], after.get("scope"), after["modifiedAt"])
+        old_attrs = (before or {}).get("attrs", {})
+        new_attrs = after.get("attrs", {})
+        for attr, instances in old_attrs.items():
+            kept = {i.get("datasetId") for i in new_attrs.get(attr, ())}
+            for inst in instances:
+                if inst.get("datasetId") not in kept:
+                    series = keys.series_key(key, attr, inst.get("datasetId"))
+                    rows.append(_deletion(series, inst, after["modifiedAt"]))
+        for attr, instances in new_attrs.items():
+            previous = {i.get("datasetId"): i for i in old_attrs.get(attr, ())}
+            for inst in instances:
+                if previous.get(inst.get("datasetId")) == inst:
+                    continue
+                recorded = _us(inst.get("modifiedAt") or after["modifiedAt"])
+                rows.append(_row(keys.series_key(key, attr, inst.get("datasetId")), inst, recorded))
+    _insert_rows(conn, rows)
+
+
+def add_instances(
+    conn: sqlite3.Connection,
+    tenant: str,
+    entity: StoredEntity,
+    must_exist: bool,
+) -> bool:
+    """Create/update a temporal Entity (clause 5.6.11) or append attributes (5.6.12): each
+    instance of ``entity["attrs"]`` is added to the history. Returns True if created."""
+    keys = _Keys(conn, tenant)
+    found = keys.entity(entity["id"])
+    now = entity["modifiedAt"]
+    if found is None:
+        if must_exist:
+            raise ResourceNotFound(f"Temporal Entity {entity['id']} does not exist")
+        key = keys.create_entity(
+            entity["id"], entity["type"], entity.get("scope"), entity["createdAt"], now
+        )
+    else:
+        key = found[0]
+        types = list(dict.fromkeys([*found[1], *entity.get("type", [])]))
+        scope = entity.get("scope")
+        if scope is None:
+            row = conn.execute("SELECT scope FROM temporal_entities WHERE key = ?", (key,)).fetchone()
+            scope = _loads(row[0]) if row[0] else None
+        keys.touch_entity(key, found[1], types, scope, now)
+    recorded = _us(now)
+    rows = [
+        _row(keys.series_key(key, attr, inst.get("datasetId")), inst, recorded)
+        for attr, instances in entity.get("attrs", {}).items()
+        for inst in instances
+    ]
+    # An instance observed at the same time as one already kept replaces it (clause 5.6.11).
+    replaced = set()
+    for r in rows:
+        if r.observed == OBSERVED:
+            cur = conn.execute(
+                "DELETE FROM temporal_instances WHERE series = ? AND ts = ? AND observed = ?",
+                (r.series, r.ts, OBSERVED),
+            )
+            if cur.rowcount:
+                replaced.add((r.series, r.ts // HOUR_US))
+    _insert_rows(conn, rows)
+    for series, hour in replaced:
+        _recompute_rollup(conn, series, hour)
+    return found is None
+
+
+def _entity_key(conn: sqlite3.Connection, tenant: str, entity_id: str) -> int:
+    row = conn.execute(
+        "SELECT key FROM temporal_entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
+    ).fetchone()
+    if row is None:
+        raise ResourceNotFound(f"Temporal Entity {entity_id} does not exist")
+    return int(row[0])
+
+
+def _drop_series(conn: sqlite3.Connection, series: Sequence[int]) -> None:
+    params = [(s,) for s in series]
+    conn.executemany("DELETE FROM temporal_instances WHERE series = ?", params)
+    conn.executemany("DELETE FROM temporal_rollups WHERE series = ?", params)
+    conn.executemany("DELETE FROM temporal_series WHERE key = ?", params)
+
+
+def delete_entity(conn: sqlite3.Connection, tenant: str, entity_id: str) -> None:
+    """Clause 5.6.16: the temporal representation goes, with all its instances."""
+    key = _entity_key(conn, tenant, entity_id)
+    series = [r[0] for r in conn.execute("SELECT key FROM temporal_series WHERE entity = ?", (key,))]
+    _drop_series(conn, series)
+    conn.execute("DELETE FROM temporal_types WHERE entity = ?", (key,))
+    conn.execute("DELETE FROM temporal_entities WHERE key = ?", (key,))
+
+
+def delete_attribute(
+    conn: sqlite3.Connection,
+    tenant: str,
+    entity_id: str,
+    attr: str,
+    dataset_id: str | None,
+    delete_all: bool,
+    now: str,
+) -> None:
+    """Clause 5.6.13: every instance of the attribute (of one datasetId, or all)."""
+    key = _entity_key(conn, tenant, entity_id)
+    sql = "SELECT key FROM temporal_series WHERE entity = ? AND attr = ?"
+    params: list[Any] = [key, attr]
+    if not delete_all:
+        sql += " AND dataset = ?"
+        params.append(dataset_id or "")
+    series = [r[0] for r in conn.execute(sql, params)]
+    if not series:
+        which = f" with datasetId {dataset_id}" if dataset_id else ""
+        raise ResourceNotFound(f"Temporal Entity {entity_id} has no attribute {attr}{which}")
+    _drop_series(conn, series)
+    conn.execute("UPDATE temporal_entities SET modified_at = ? WHERE key = ?", (now, key))
+
+
+def _instance(
+    conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, instance_id: str
+) -> tuple[int, int, int, int, bytes]:
+    entity = _entity_key(conn, tenant, entity_id)
+    if conn.execute(
+        "SELECT 1 FROM temporal_series WHERE entity = ? AND attr = ?", (entity, attr)
+    ).fetchone() is None:
+        raise ResourceNotFound(f"Temporal Entity {entity_id} has no attribute {attr}")
+    row = conn.execute(
+        "SELECT i.key, i.series, i.ts, i.observed, i.doc FROM temporal_instances i "
+        "JOIN temporal_series s ON s.key = i.series "
+        "WHERE i.key = ? AND s.entity = ? AND s.attr = ?",
+        (instance_key(instance_id), entity, attr),
+    ).fetchone()
+    if row is None:
+        raise ResourceNotFound(f"Attribute instance {instance_id} does not exist")
+    return row[0], row[1], row[2], row[3], row[4]
+
+
+def delete_instance(
+    conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, instance_id: str
+) -> None:
+    """Clause 5.6.15."""
+    key, series, ts, observed, _ = _instance(conn, tenant, entity_id, attr, instance_id)
+    conn.execute("DELETE FROM temporal_instances WHERE key = ?", (key,))
+    if observed == OBSERVED:
+        _recompute_rollup(conn, series, ts // HOUR_US)
+
+
+def modify_instance(
+    conn: sqlite3.Connection,
+    tenant: str,
+    entity_id: str,
+    attr: str,
+    instance_id: str,
+    fragment: StoredAttribute,
+    now: str,
+) -> None:
+    """Clause 5.6.14: the members given replace those of the instance; its datasetId stays."""
+    key, series, ts, observed, doc = _instance(conn, tenant, entity_id, attr, instance_id)
+    inst = _loads(doc)
+    dataset = inst.get("datasetId")
+    inst.update({k: v for k, v in fragment.items() if k not in _SYS})
+    if dataset is None:
+        inst.pop("datasetId", None)
+    else:
+        inst["datasetId"] = dataset
+    created = conn.execute(
+        "SELECT created_at FROM temporal_instances WHERE key = ?", (key,)
+    ).fetchone()[0]
+    new = _row(series, inst, created)
+    conn.execute(
+        "UPDATE temporal_instances SET ts = ?, observed = ?, modified_at = ?, num = ?, doc = ? "
+        "WHERE key = ?",
+        (new.ts, new.observed, _us(now), new.num, new.doc, key),
+    )
+    if observed == OBSERVED:
+        _recompute_rollup(conn, series, ts // HOUR_US)
+    if new.observed == OBSERVED and (observed != OBSERVED or new.ts // HOUR_US != ts // HOUR_US):
+        _recompute_rollup(conn, series, new.ts // HOUR_US)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    key: int
+    attr: str
+    dataset: str | None
+
+
+def _series(conn: sqlite3.Connection, entity: int, attrs: Sequence[str]) -> list[_Series]:
+    rows = conn.execute(
+        "SELECT key, attr, dataset FROM temporal_series WHERE entity = ? ORDER BY key", (entity,)
+    )
+    out = [_Series(r[0], r[1], r[2] or None) for r in rows]
+    return [s for s in out if not attrs or s.attr in attrs]
+
+
+def _kind_sql(tq: TemporalQuery, window: bool) -> str:
+    """Which instances a time property ranges over: deletions only for deletedAt; observed
+    ones for a window on observedAt; every other non-deletion otherwise."""
+    if tq.timeproperty == "deletedAt":
+        return f" AND observed = {DELETED}"
+    if tq.timeproperty == "observedAt" and window:
+        return f" AND observed = {OBSERVED}"
+    return f" AND observed < {DELETED}"
+
+
+def _window_sql(tq: TemporalQuery, column: str) -> tuple[str, list[Any]]:
+    start, end = tq.window()
+    params: list[Any] = []
+    sql = _kind_sql(tq, tq.timerel is not None)
+    if start is not None:
+        sql += f" AND {column} >= ?"
+        params.append(start)
+    if end is not None:
+        sql += f" AND {column} < ?"
+        params.append(end)
+    return sql, params
+
+
+def _instances(
+    conn: sqlite3.Connection, series: _Series, tq: TemporalQuery
+) -> tuple[list[tuple[int, StoredAttribute]], bool]:
+    """The series' instances in the window with their time, oldest first (lastN: the newest
+    N), and whether more were left out by the query's instance limit."""
+    column = _TIME_COLUMN[tq.timeproperty]
+    where, params = _window_sql(tq, column)
+    newest = tq.last_n is not None
+    limit = min(tq.instance_limit, tq.last_n or tq.instance_limit)
+    sql = (
+        f"SELECT key, {column}, created_at, modified_at, doc FROM temporal_instances "
+        f"WHERE series = ?{where} ORDER BY {column} {'DESC' if newest else 'ASC'}, key LIMIT ?"
+    )
+    rows = conn.execute(sql, [series.key, *params, limit + 1]).fetchall()
+    cut = len(rows) > limit and limit == tq.instance_limit and limit != tq.last_n
+    rows = rows[:limit]
+    if newest:
+        rows.reverse()
+    out = []
+    for key, at, created, modified, doc in rows:
+        inst: StoredAttribute = _loads(doc)
+        inst["instanceId"] = f"{INSTANCE_PREFIX}{key}"
+        inst["createdAt"] = format_time(created)
+        inst["modifiedAt"] = format_time(modified)
+        out.append((at, inst))
+    return out, cut
+
+
+def _entity_row(row: Sequence[Any]) -> TemporalEntity:
+    return TemporalEntity(
+        id=row[1],
+        types=_loads(row[2]),
+        scope=_loads(row[3]) if row[3] else None,
+        created_at=row[4],
+        modified_at=row[5],
+        deleted_at=row[6],
+    )
+
+
+ENTITY_COLUMNS = "key, id, types, scope, created_at, modified_at, deleted_at"
+
+
+def read_entity(conn: sqlite3.Connection, row: Sequence[Any], tq: TemporalQuery) -> TemporalEntity:
+    """One temporal Entity (a ``temporal_entities`` row) with what the query asks for."""
+    return read_entities(conn, [row], tq)[0]
+
+
+_Found = list[tuple[str, list[tuple[int, StoredAttribute]]]]
+
+
+def read_entities(
+    conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], tq: TemporalQuery
+) -> list[TemporalEntity]:
+    """Temporal Entities with the instances or aggregates the query asks for.
+
+    Clause 6.3.10: when an attribute has more instances than the instance limit, the
+    response covers one time range that every attribute of every Entity fills completely:
+    it ends where the first cut attribute was cut (going back in time for lastN), and
+    instances beyond it are left for the next request (the Content-Range says which)."""
+    entities = [_entity_row(row) for row in rows]
+    if tq.aggregated:
+        for row, entity in zip(rows, entities, strict=True):
+            series = [s for s in _series(conn, row[0], tq.attrs) if _wanted(s, tq)]
+            _aggregate_entity(conn, entity, series, tq)
+        return entities
+    found: list[_Found] = []
+    cuts: list[int] = []
+    for row in rows:
+        per_entity: _Found = []
+        for s in _series(conn, row[0], tq.attrs):
+            if not _wanted(s, tq):
+                continue
+            instances, cut = _instances(conn, s, tq)
+            if cut:
+                cuts.append(instances[0][0] if tq.last_n is not None else instances[-1][0])
+            per_entity.append((s.attr, instances))
+        found.append(per_entity)
+    backwards = tq.last_n is not None
+    limit_at = (max(cuts) if backwards else min(cuts)) if cuts else None
+    times: list[int] = []
+    column = _TIME_COLUMN[tq.timeproperty]
+    for entity, per_entity in zip(entities, found, strict=True):
+        for attr, instances in per_entity:
+            kept = [
+                (at, inst)
+                for at, inst in instances
+                if limit_at is None or (at >= limit_at if backwards else at <= limit_at)
+            ]
+            entity.attrs.setdefault(attr, []).extend(inst for _, inst in kept)
+            times.extend(at for at, _ in kept)
+        # An attribute emptied by the range stays, empty, so the client sees it was cut.
+        entity.attrs = {a: i for a, i in entity.attrs.items() if i or limit_at is not None}
+        for attr_instances in entity.attrs.values():
+            if len({i.get("datasetId") for i in attr_instances}) > 1:
+                attr_instances.sort(key=lambda i: _sort_time(i, column))
+        if limit_at is not None:
+            entity.content_range = _content_range(tq, times, limit_at)
+    if limit_at is not None:
+        for entity in entities:
+            entity.content_range = _content_range(tq, times, limit_at)
+    return entities
+
+
+def _wanted(series: _Series, tq: TemporalQuery) -> bool:
+    return tq.dataset_ids is None or series.dataset in tq.dataset_ids
+
+
+def _content_range(tq: TemporalQuery, times: list[int], limit_at: int) -> tuple[str, str, str]:
+    """``date-time <from>-<to>/<size>``: from the window's edge the request started at
+    (or the first instance sent) to where it was cut; size is lastN, else unknown."""
+    start, end = tq.window()
+    if tq.last_n is not None:
+        first = end if end is not None else max(times, default=limit_at)
+        return format_time(first), format_time(limit_at), str(tq.last_n)
+    first = start if start is not None else min(times, default=limit_at)
+    return format_time(first), format_time(limit_at), "*"
+
+
+def _sort_time(inst: StoredAttribute, column: str) -> int:
+    if column == "ts":
+        at = inst.get("observedAt") or inst.get("deletedAt")
+        return _us(at) if isinstance(at, str) else _us(inst["createdAt"])
+    return _us(inst["createdAt" if column == "created_at" else "modifiedAt"])
+
+
+def has_instances(conn: sqlite3.Connection, entity: int, tq: TemporalQuery) -> bool:
+    """Whether the query's window holds any instance of the Entity's wanted attributes."""
+    column = _TIME_COLUMN[tq.timeproperty]
+    where, params = _window_sql(tq, column)
+    for s in _series(conn, entity, tq.attrs):
+        if not _wanted(s, tq):
+            continue
+        if conn.execute(
+            f"SELECT 1 FROM temporal_instances WHERE series = ?{where} LIMIT 1", [s.key, *params]
+        ).fetchone():
+            return True
+    return False
+
+
+def latest_state(conn: sqlite3.Connection, row: Sequence[Any]) -> StoredEntity:
+    """The temporal Entity as of its newest instances: what ``q``, ``scopeQ`` and ``geoQ`` of a
+    temporal query are evaluated against."""
+    entity: StoredEntity = {
+        "id": row[1],
+        "type": _loads(row[2]),
+        "createdAt": row[4],
+        "modifiedAt": row[5],
+        "attrs": {},
+    }
+    if row[3]:
+        entity["scope"] = _loads(row[3])
+    for s in _series(conn, row[0], ()):
+        found = conn.execute(
+            "SELECT doc, created_at, modified_at FROM temporal_instances "
+            "WHERE series = ? AND observed < 2 ORDER BY ts DESC, key DESC LIMIT 1",
+            (s.key,),
+        ).fetchone()
+        if found is not None:
+            inst = _loads(found[0])
+            inst["createdAt"] = format_time(found[1])
+            inst["modifiedAt"] = format_time(found[2])
+            entity["attrs"].setdefault(s.attr, []).append(inst)
+    for instances in entity["attrs"].values():
+        instances.sort(key=lambda i: "datasetId" in i)
+    return entity
+
+
+# -- aggregation ----------------------------------------------------------------------------
+
+
+def _aggregate_entity(
+    conn: sqlite3.Connection, entity: TemporalEntity, series: list[_Series], tq: TemporalQuery
+) -> None:
+    start, end = tq.window()
+    column = _TIME_COLUMN[tq.timeproperty]
+    observed_only = _kind_sql(tq, True)
+    if start is None or end is None:
+        bounds = [
+            conn.execute(
+                f"SELECT min({column}), max({column}) FROM temporal_instances "
+                f"WHERE series = ?{observed_only}",
+                (s.key,),
+            ).fetchone()
+            for s in series
+        ]
+        lows = [b[0] for b in bounds if b[0] is not None]
+        highs = [b[1] for b in bounds if b[1] is not None]
+        if not lows:
+            return
+        if start is None:
+            start = min(lows)
+        open_end = end is None
+        if end is None:
+            end = max(highs) + 1
+    else:
+        open_end = False
+    assert tq.aggr_period is not None
+    spans = periods(start, end, tq.aggr_period)
+    if open_end and not tq.aggr_period.is_zero and spans:
+        last = spans[-1]
+        spans[-1] = (last[0], tq.aggr_period.add_to(last[0]))
+    for s in series:
+        buckets = _aggregate_series(conn, s.key, spans, tq, column)
+        if not buckets:
+            continue
+        attr_type = conn.execute(
+            "SELECT json_extract(doc, '$.type') FROM temporal_instances WHERE series = ? "
+            "ORDER BY key DESC LIMIT 1",
+            (s.key,),
+        ).fetchone()[0]
+        entity.aggregates.setdefault(s.attr, []).append((attr_type, s.dataset, buckets))
+
+
+def _aggregate_series(
+    conn: sqlite3.Connection,
+    series: int,
+    spans: list[tuple[int, int]],
+    tq: TemporalQuery,
+    column: str,
+) -> list[tuple[int, int, Stats]]:
+    """Stats per period, computed in SQL: from the hourly rollups where the periods are
+    whole hours on the observedAt axis, else by grouping the instances themselves."""
+    start, end = spans[0][0], spans[-1][1]
+    out: dict[int, Stats] = {}
+    duration = tq.aggr_period
+    assert duration is not None
+    fixed = duration.months == 0 and not duration.is_zero
+    length = duration.micros if fixed else end - start
+    uses_rollups = (
+        tq.timeproperty == "observedAt"
+        and "distinctCount" not in tq.aggr_methods
+        and (fixed or duration.is_zero)
+        and length % HOUR_US == 0
+        and start % HOUR_US == 0
+    )
+    if uses_rollups and len(spans) == len(periods(start, end, duration)):
+        _from_rollups(conn, series, start, end, length, out)
+    elif fixed:
+        _from_instances(conn, series, column, start, end, length, tq, out)
+    else:
+        for n, (lo, hi) in enumerate(spans):
+            part: dict[int, Stats] = {}
+            _from_instances(conn, series, column, lo, hi, hi - lo, tq, part)
+            if 0 in part:
+                out[n] = part[0]
+    return [(spans[n][0], spans[n][1], stats) for n, stats in sorted(out.items()) if stats.n]
+
+
+def _from_rollups(
+    conn: sqlite3.Connection, series: int, start: int, end: int, length: int, out: dict[int, Stats]
+) -> None:
+    h0, hours = start // HOUR_US, length // HOUR_US
+    full_end = end // HOUR_US  # hours wholly inside the range end before this one
+    rows = conn.execute(
+        "SELECT (hour - ?) / ?, sum(n), sum(nn), total(sum), total(sumsq), min(min), max(max) "
+        "FROM temporal_rollups WHERE series = ? AND hour >= ? AND hour < ? GROUP BY 1",
+        (h0, hours, series, h0, full_end),
+    )
+    for p, *values in rows:
+        out.setdefault(p, Stats()).add(*values)
+    if end % HOUR_US:  # the last, partial hour from the instances themselves
+        tail: dict[int, Stats] = {}
+        plain = TemporalQuery(timerel="between")
+        _from_instances(conn, series, "ts", full_end * HOUR_US, end, end, plain, tail)
+
+        if 0 in tail:
+            p = (full_end * HOUR_US - start) // length
+            stats = tail[0]
+            out.setdefault(p, Stats()).add(stats.n, stats.nn, stats.sum, stats.sumsq, stats.min,
+                                           stats.max)
+
+
+def _from_instances(
+    conn: sqlite3.Connection,
+    series: int,
+    column: str,
+    start: int,
+    end: int,
+    length: int,
+    tq: TemporalQuery,
+    out: dict[int, Stats],
+) -> None:
+    observed_only = _kind_sql(tq, True)
+    distinct = "distinctCount" in tq.aggr_methods
+    rows = conn.execute(
+        f"SELECT ({column} - ?) / ?, count(*), count(num), total(num), total(num * num), "
+        f"min(num), max(num), {'count(DISTINCT json_extract(doc, ' + chr(39) + '$.value' + chr(39) + '))' if distinct else '0'} "
+        f"FROM temporal_instances WHERE series = ? AND {column} >= ? AND {column} < ?"
+        f"{observed_only} GROUP BY 1",
+        (start, max(length, 1), series, start, end),
+    )
+    for p, n, nn, s, ss, lo, hi, d in rows:
+        stats = out.setdefault(p, Stats())
+        stats.add(n, nn, s, ss, lo, hi)
+        if distinct:
+            stats.distinct = (stats.distinct or 0) + d
+
+
+# -- retention --------------------------------------------------------------------------
+
+
+def expire(
+    conn: sqlite3.Connection, tenant: str, types: Sequence[str] | None, cutoff: int, batch: int
+) -> int:
+    """Deletes up to ``batch`` instances older than ``cutoff`` (by ts) of one tenant's
+    temporal Entities (of ``types`` when given), with their hourly rollups before the
+    cutoff's hour. Returns how many instances went; run again until it returns 0."""
+    if types:
+        marks = ", ".join("?" * len(types))
+        entity_sql = (
+            f"SELECT entity FROM temporal_types WHERE tenant = ? AND type IN ({marks})"
+        )
+        entity_params: list[Any] = [tenant, *types]
+    else:
+        entity_sql = "SELECT key FROM temporal_entities WHERE tenant = ?"
+        entity_params = [tenant]
+    series = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT key FROM temporal_series WHERE entity IN ({entity_sql})", entity_params
+        )
+    ]
+    removed = 0
+    for s in series:
+        cur = conn.execute(
+            "DELETE FROM temporal_instances WHERE key IN (SELECT key FROM temporal_instances "
+            "WHERE series = ? AND ts < ? ORDER BY ts LIMIT ?)",
+            (s, cutoff, batch - removed),
+        )
+        removed += cur.rowcount
+        conn.execute(
+            "DELETE FROM temporal_rollups WHERE series = ? AND hour < ?", (s, cutoff // HOUR_US)
+        )
+        if cutoff % HOUR_US:
+            _recompute_rollup(conn, s, cutoff // HOUR_US)
+        if removed >= batch:
+            break
+    return removed
+
+
+def check_instance_id(instance_id: str) -> str:
+    if not instance_id.startswith("urn:"):
+        raise BadRequestData(f"instanceId must be a URI, not {instance_id!r}")
+    return instance_id
+
+
+def now_us() -> int:
+    return (dt.datetime.now(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(
+        microseconds=1
+    )
