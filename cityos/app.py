@@ -23,7 +23,10 @@ from cityos.config import Settings
 from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
 from cityos.core.subscriptions import Subscription, parse_subscription
 from cityos.errors import InvalidRequest, LdContextNotAvailable
+from cityos.core.retention import parse_retention
+from cityos.core.temporal import now_us
 from cityos.notifier import Notifier
+from cityos.retention import RetentionJob
 from cityos.storage.base import Store
 from cityos.storage.sqlite.store import SQLiteStore
 
@@ -125,14 +128,19 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     store = store or open_store(settings)
     registry = ContextRegistry(store, make_fetcher(settings), settings.base_url)
     notifier = Notifier(store, registry)
+    retention = RetentionJob(
+        store, parse_retention(settings.retention), settings.retention_interval, now_us
+    )
 
     async def startup() -> None:
         await store.open()
         await registry.load()
         await notifier.start(await restore_subscriptions(store, registry))
+        retention.start()
         log.info("City OS %s serving NGSI-LD at %s%s", __version__, settings.base_url, PREFIX)
 
     async def shutdown() -> None:
+        await retention.stop()
         await notifier.stop()
         await store.close()
 
@@ -152,6 +160,7 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     )
     # Tests drive the app without a lifespan (httpx.ASGITransport) and call these.
     app.state.startup, app.state.shutdown = startup, shutdown
+    app.state.retention = retention
     app.state.services = Services(
         settings=settings, store=store, contexts=registry, notifier=notifier
     )

@@ -72,6 +72,9 @@ class Settings:
             raise ValueError("temporal_max_instances must be at least 1")
         if self.retention_interval <= 0:
             raise ValueError("retention_interval must be more than 0 seconds")
+        from cityos.core.retention import parse_retention  # checks the rules' syntax
+
+        parse_retention(self.retention)
         if self.database_url and not self.database_url.startswith("sqlite:"):
             raise ValueError("database_url: only embedded SQLite is available in this version")
 

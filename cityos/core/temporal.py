@@ -30,6 +30,7 @@ __all__ = [
     "TemporalEntity",
     "TemporalQuery",
     "format_time",
+    "now_us",
     "parse_duration",
     "parse_temporal_query",
     "parse_time",
@@ -80,6 +81,10 @@ def parse_time(text: object, what: str = "timeAt") -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def now_us() -> int:
+    return (dt.datetime.now(dt.UTC) - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 def format_time(us: int) -> str:

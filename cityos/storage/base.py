@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cityos.core.geo import GeoQuery
     from cityos.core.query.ast import QNode, ScopeNode, TypeNode
     from cityos.core.query.orderby import OrderKey
+    from cityos.core.retention import RetentionTarget
     from cityos.core.temporal import TemporalEntity, TemporalQuery
 
 __all__ = [
@@ -149,7 +150,7 @@ class Store(Protocol):
     ) -> tuple[list[TemporalEntity], int | None]: ...
     # One bounded retention step: removes up to ``batch`` instances older than the cutoff.
     async def expire_history(
-        self, tenant: str, types: Sequence[str] | None, cutoff_us: int, batch: int = 5000
+        self, tenant: str, rule: RetentionTarget, cutoff_us: int, batch: int = 5000
     ) -> int: ...
 
     async def save_context(self, entry: ContextEntry) -> None: ...

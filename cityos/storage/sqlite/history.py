@@ -12,7 +12,6 @@ series is a range scan of ``(series, ts)``; aggregation over whole hours reads r
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import orjson
 
 from cityos.core.entities import NULL_URI
 from cityos.core.model import StoredAttribute, StoredEntity
+from cityos.core.retention import RetentionTarget
 from cityos.core.temporal import (
     HOUR_US,
     Stats,
@@ -35,13 +35,18 @@ from cityos.errors import BadRequestData, ResourceNotFound
 from cityos.storage.base import WriteOutcome
 
 __all__ = [
+    "ENTITY_COLUMNS",
     "INSTANCE_PREFIX",
     "add_instances",
     "delete_attribute",
     "delete_entity",
     "delete_instance",
+    "expire",
+    "has_instances",
+    "latest_state",
     "instance_key",
     "modify_instance",
+    "read_entities",
     "read_entity",
     "record",
 ]
@@ -766,51 +771,49 @@ def _from_instances(
 
 
 def expire(
-    conn: sqlite3.Connection, tenant: str, types: Sequence[str] | None, cutoff: int, batch: int
+    conn: sqlite3.Connection,
+    tenant: str,
+    rule: RetentionTarget,
+    cutoff: int,
+    batch: int,
 ) -> int:
-    """Deletes up to ``batch`` instances older than ``cutoff`` (by ts) of one tenant's
-    temporal Entities (of ``types`` when given), with their hourly rollups before the
-    cutoff's hour. Returns how many instances went; run again until it returns 0."""
-    if types:
-        marks = ", ".join("?" * len(types))
-        entity_sql = (
-            f"SELECT entity FROM temporal_types WHERE tenant = ? AND type IN ({marks})"
+    """Deletes up to ``batch`` instances older than ``cutoff`` (by their time: observedAt,
+    else when recorded) of one tenant's temporal Entities of the rule's types (all when
+    None, less those of ``rule.exclude``), and their hourly rollups before the cutoff's
+    hour. Returns how many instances went; run again until it returns less than batch."""
+    entity_sql = "SELECT key FROM temporal_entities WHERE tenant = ?"
+    params: list[Any] = [tenant]
+    if rule.types:
+        marks = ", ".join("?" * len(rule.types))
+        entity_sql = f"SELECT entity FROM temporal_types WHERE tenant = ? AND type IN ({marks})"
+        params.extend(rule.types)
+    if rule.exclude:
+        marks = ", ".join("?" * len(rule.exclude))
+        entity_sql += (
+            f" AND {'entity' if rule.types else 'key'} NOT IN (SELECT entity FROM temporal_types "
+            f"WHERE tenant = ? AND type IN ({marks}))"
         )
-        entity_params: list[Any] = [tenant, *types]
-    else:
-        entity_sql = "SELECT key FROM temporal_entities WHERE tenant = ?"
-        entity_params = [tenant]
+        params.extend([tenant, *rule.exclude])
     series = [
         r[0]
         for r in conn.execute(
-            f"SELECT key FROM temporal_series WHERE entity IN ({entity_sql})", entity_params
+            f"SELECT key FROM temporal_series WHERE entity IN ({entity_sql})", params
         )
     ]
     removed = 0
+    hour = cutoff // HOUR_US
     for s in series:
         cur = conn.execute(
             "DELETE FROM temporal_instances WHERE key IN (SELECT key FROM temporal_instances "
             "WHERE series = ? AND ts < ? ORDER BY ts LIMIT ?)",
             (s, cutoff, batch - removed),
         )
+        if cur.rowcount <= 0:
+            continue
         removed += cur.rowcount
-        conn.execute(
-            "DELETE FROM temporal_rollups WHERE series = ? AND hour < ?", (s, cutoff // HOUR_US)
-        )
+        conn.execute("DELETE FROM temporal_rollups WHERE series = ? AND hour < ?", (s, hour))
         if cutoff % HOUR_US:
-            _recompute_rollup(conn, s, cutoff // HOUR_US)
+            _recompute_rollup(conn, s, hour)
         if removed >= batch:
             break
     return removed
-
-
-def check_instance_id(instance_id: str) -> str:
-    if not instance_id.startswith("urn:"):
-        raise BadRequestData(f"instanceId must be a URI, not {instance_id!r}")
-    return instance_id
-
-
-def now_us() -> int:
-    return (dt.datetime.now(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(
-        microseconds=1
-    )

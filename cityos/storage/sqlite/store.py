@@ -24,6 +24,7 @@ from cityos.core.contexts import ContextEntry
 from cityos.core.model import StoredAttribute, StoredEntity, now_iso
 from cityos.core.query.evaluate import match_q, match_scope, match_types, sort_entities
 from cityos.core.query.typeexpr import type_names
+from cityos.core.retention import RetentionTarget
 from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
@@ -398,11 +399,11 @@ class SQLiteStore:
         return entities, len(matched) if query.count else None
 
     async def expire_history(
-        self, tenant: str, types: Sequence[str] | None, cutoff_us: int, batch: int = 5000
+        self, tenant: str, rule: RetentionTarget, cutoff_us: int, batch: int = 5000
     ) -> int:
         """One bounded retention step (see cityos/retention.py); returns instances removed."""
         removed: int = await self._writer.run(
-            lambda c: history.expire(c, tenant, types, cutoff_us, batch)
+            lambda c: history.expire(c, tenant, rule, cutoff_us, batch)
         )
         return removed
 
