@@ -40,6 +40,11 @@ TARGETS = {
     "query_q_req_per_s": Target(">=", 1000),
     "geo_near_req_per_s": Target(">=", 800),
     "rss_mb": Target("<=", 200),
+    # Temporal (issue #4): bench/temporal_run.py
+    "history_update_ratio": Target(">=", 0.8),
+    "lastn100_req_per_s": Target(">=", 500),
+    "aggr_1_entity_p95_ms": Target("<=", 30),
+    "aggr_100_entities_p95_ms": Target("<=", 500),
 }
 _MUST_BE_ZERO = Target("==", 0)
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {

@@ -21,10 +21,10 @@ from cityos.api.deps import Services
 from cityos.api.problems import render_exception
 from cityos.config import Settings
 from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
-from cityos.core.subscriptions import Subscription, parse_subscription
-from cityos.errors import InvalidRequest, LdContextNotAvailable
 from cityos.core.retention import parse_retention
+from cityos.core.subscriptions import Subscription, parse_subscription
 from cityos.core.temporal import now_us
+from cityos.errors import InvalidRequest, LdContextNotAvailable
 from cityos.notifier import Notifier
 from cityos.retention import RetentionJob
 from cityos.storage.base import Store

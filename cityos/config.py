@@ -31,9 +31,10 @@ SETTINGS_HELP: dict[str, str] = {
     "temporal_history": "Record every change of every attribute as temporal history.",
     "temporal_max_instances": "Instances per attribute in one temporal response (more: 206).",
     "retention": (
-        "How long temporal instances are kept: comma-separated rules "
-        "[tenant/][type=]DURATION, e.g. 'P90D, takamatsu/P365D, Vehicle=P30D'; "
-        "the most specific rule wins; empty keeps everything."
+        "How long temporal instances are kept: comma-separated rules DURATION, "
+        "@TENANT=DURATION, TYPE=DURATION or TYPE@TENANT=DURATION, e.g. "
+        "'P90D, @takamatsu=P365D, Vehicle=P30D'; the most specific rule wins; "
+        "empty keeps everything."
     ),
     "retention_interval": "Seconds between two runs of the retention job.",
 }

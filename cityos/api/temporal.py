@@ -2,13 +2,15 @@
 5.7.3, 5.7.4, 6.18-6.24).
 
 The temporal representation is the history the store records with every change of the
-current state, plus what is written here directly. Writes through this API touch only the
-history, as in clause 5.6.11: they never change the current state of an Entity.
+current state, plus what is written here directly. Writes here add to the history and
+also update the current Entity (its newest instance of each attribute wins, unless the
+Entity already holds a newer observation); deleting a temporal Entity deletes the Entity.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from cityos.core.entities import (
     parse_temporal_entity,
 )
 from cityos.core.geo import parse_geoq
+from cityos.core.linked import Shape, parse_shape
 from cityos.core.temporal import (
     TemporalEntity,
     TemporalQuery,
@@ -34,7 +37,6 @@ from cityos.core.temporal import (
     parse_temporal_query,
     render_temporal_entity,
 )
-from cityos.core.linked import Shape, parse_shape
 from cityos.errors import BadRequestData, InvalidRequest, ResourceNotFound
 from cityos.storage.base import EntityQuery
 
@@ -73,14 +75,15 @@ def _shape(rendered: dict[str, Any], shape: Shape) -> dict[str, Any]:
     """pick/omit (clause 4.21) on a rendered temporal Entity, by the names the client used."""
     picked, omitted = shape.names()
     return {
-        k: v
-        for k, v in rendered.items()
-        if (picked is None or k in picked) and k not in omitted
+        k: v for k, v in rendered.items() if (picked is None or k in picked) and k not in omitted
     }
 
 
 def _temporal_query(
-    params: Mapping[str, Any], rctx: http.RequestContext, representation: str, limit: int,
+    params: Mapping[str, Any],
+    rctx: http.RequestContext,
+    representation: str,
+    limit: int,
     require_timerel: bool = False,
 ) -> TemporalQuery:
     attrs = params.get("attrs")
@@ -106,20 +109,28 @@ def _content_range(entities: list[TemporalEntity]) -> dict[str, str]:
     return {}
 
 
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """What a temporal read asks for: its @context, representation and temporal query."""
+
+    rctx: http.RequestContext
+    params: Mapping[str, Any]
+    representation: str
+    sys_attrs: bool
+    tq: TemporalQuery
+
+
 def _render(
-    entities: list[TemporalEntity],
-    rctx: http.RequestContext,
-    representation: str,
-    sys_attrs: bool,
-    tq: TemporalQuery,
-    params: Mapping[str, Any],
-    single: bool,
-    headers: dict[str, str],
+    entities: list[TemporalEntity], ask: _Ask, single: bool, headers: dict[str, str]
 ) -> Response:
-    lang = params.get("lang")
-    shape = parse_shape(params)
+    rctx, tq = ask.rctx, ask.tq
+    lang = ask.params.get("lang")
+    shape = parse_shape(ask.params)
     rendered = [
-        _shape(render_temporal_entity(e, rctx.compiled, representation, sys_attrs, tq, lang), shape)
+        _shape(
+            render_temporal_entity(e, rctx.compiled, ask.representation, ask.sys_attrs, tq, lang),
+            shape,
+        )
         for e in entities
     ]
     if single and not rendered[0]:
@@ -267,11 +278,13 @@ async def retrieve(request: Request) -> Response:
     )
     parse_shape(params)  # bad pick/omit is 400 whether or not the Entity exists
     entity = await svc.store.temporal_entity(tenant, entity_id, tq)
-    if tq.attrs and not (entity.attrs or entity.aggregates) and not await _has_attrs(
-        request, tenant, entity_id, tq
+    if (
+        tq.attrs
+        and not (entity.attrs or entity.aggregates)
+        and not await _has_attrs(request, tenant, entity_id, tq)
     ):
         raise ResourceNotFound(f"Temporal Entity {entity_id} has none of the attributes asked for")
-    return _render([entity], rctx, representation, sys_attrs, tq, params, True, {})
+    return _render([entity], _Ask(rctx, params, representation, sys_attrs, tq), True, {})
 
 
 async def _has_attrs(request: Request, tenant: str, entity_id: str, tq: TemporalQuery) -> bool:
@@ -293,23 +306,21 @@ async def query(request: Request) -> Response:
         raise BadRequestData("A temporal query needs one of type, attrs, q, a geoQ or local=true")
     tq = _temporal_query(params, rctx, representation, svc.settings.temporal_max_instances)
     geo = parse_geoq(
-        params.get("georel"), params.get("geometry"), params.get("coordinates"),
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
         params.get("geoproperty"),
     )
     paging = parse_paging(params, svc.settings.default_limit, svc.settings.max_limit)
-    return await _answer(request, params, rctx, representation, sys_attrs, tq, geo, paging)
+    ask = _Ask(rctx, params, representation, sys_attrs, tq)
+    return await _answer(request, ask, params, geo, paging)
 
 
 async def _answer(
-    request: Request,
-    params: Mapping[str, Any],
-    rctx: http.RequestContext,
-    representation: str,
-    sys_attrs: bool,
-    tq: TemporalQuery,
-    geo: Any,
-    paging: Any,
+    request: Request, ask: _Ask, selection: Mapping[str, Any], geo: Any, paging: Any
 ) -> Response:
+    """Runs a temporal query selecting Entities by ``selection`` (query parameters, or
+    a POST query's members) and renders it as ``ask`` says."""
     svc = services(request)
     tenant = await http.require_tenant(
         request, await svc.store.tenant_exists(http.tenant_of(request))
@@ -318,10 +329,10 @@ async def _answer(
         entities: list[TemporalEntity] = []
         count: int | None = 0 if paging.count else None
     else:
-        eq: EntityQuery = entity_query_from(params, rctx.compiled, tenant, geo, paging)
-        entities, count = await svc.store.query_temporal(eq, tq)
+        eq: EntityQuery = entity_query_from(selection, ask.rctx.compiled, tenant, geo, paging)
+        entities, count = await svc.store.query_temporal(eq, ask.tq)
     headers = {} if count is None else {"NGSILD-Results-Count": str(count)}
-    return _render(entities, rctx, representation, sys_attrs, tq, params, False, headers)
+    return _render(entities, ask, False, headers)
 
 
 async def query_post(request: Request) -> Response:
@@ -353,9 +364,8 @@ async def query_post(request: Request) -> Response:
     ):
         raise BadRequestData("A temporal query needs entities, attrs, q or geoQ")
     paging = parse_paging(params, svc.settings.default_limit, svc.settings.max_limit)
-    return await _answer(
-        request, selector, rctx, representation, sys_attrs, tq, geo_from_body(body), paging
-    )
+    ask = _Ask(rctx, params, representation, sys_attrs, tq)
+    return await _answer(request, ask, selector, geo_from_body(body), paging)
 
 
 def _selectors(items: list[Any]) -> dict[str, Any]:

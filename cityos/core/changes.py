@@ -13,6 +13,7 @@ from cityos.core import operations as ops
 from cityos.core.entities import NULL_URI, parse_fragment, parse_scope, parse_types
 from cityos.core.jsonld import CompiledContext
 from cityos.core.model import StoredAttribute, StoredEntity
+from cityos.core.temporal import parse_time
 from cityos.errors import AlreadyExists, ResourceNotFound
 from cityos.storage.base import Change
 
@@ -210,7 +211,9 @@ def delete(entity_id: str, types: list[str] | None = None) -> Change:
 
 def _later_or_equal(new: StoredAttribute, old: StoredAttribute) -> bool:
     new_at, old_at = new.get("observedAt"), old.get("observedAt")
-    return new_at is None or old_at is None or str(new_at) >= str(old_at)
+    if not isinstance(new_at, str) or not isinstance(old_at, str):
+        return True
+    return parse_time(new_at, "observedAt") >= parse_time(old_at, "observedAt")
 
 
 def absorb_history(entity: StoredEntity) -> Change:
@@ -239,7 +242,9 @@ def absorb_history(entity: StoredEntity) -> Change:
         for name, instances in latest.items():
             existing = attrs.setdefault(name, [])
             for inst in instances:
-                old = next((o for o in existing if o.get("datasetId") == inst.get("datasetId")), None)
+                old = next(
+                    (o for o in existing if o.get("datasetId") == inst.get("datasetId")), None
+                )
                 if old is None or _later_or_equal(inst, old):
                     ops.append_attrs(current, {name: [inst]}, entity["modifiedAt"])
         current["modifiedAt"] = entity["modifiedAt"]

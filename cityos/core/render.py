@@ -15,7 +15,13 @@ from typing import Any
 from cityos.core.jsonld import CompiledContext
 from cityos.core.model import VALUE_MEMBER, StoredAttribute, StoredEntity
 
-__all__ = ["RenderOptions", "render_attribute", "render_entity", "render_instance", "select_language"]
+__all__ = [
+    "RenderOptions",
+    "render_attribute",
+    "render_entity",
+    "render_instance",
+    "select_language",
+]
 
 _SYS = ("createdAt", "modifiedAt")
 _ABSENT = object()  # an attribute none of whose instances is selected

@@ -12,9 +12,10 @@ that way so windows and periods are integer comparisons on an index.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from cityos.errors import BadRequestData, InvalidRequest
 
 __all__ = [
     "AGGREGATION_METHODS",
+    "Aggregated",
     "Duration",
     "Stats",
     "TemporalEntity",
@@ -72,7 +74,7 @@ VALUES_MEMBER: dict[str, str] = {
 
 def parse_time(text: object, what: str = "timeAt") -> int:
     """An ISO 8601 DateTime as microseconds since the epoch; a missing zone means UTC."""
-    if not isinstance(text, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", text):
+    if not isinstance(text, str) or len(text) < 16 or text[10] != "T":
         raise BadRequestData(f"{what} must be an ISO 8601 DateTime, not {text!r}")
     try:
         moment = dt.datetime.fromisoformat(text)
@@ -80,13 +82,19 @@ def parse_time(text: object, what: str = "timeAt") -> int:
         raise BadRequestData(f"{what} must be an ISO 8601 DateTime, not {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+    # Exact: seconds since 1970 times 10**6 stay far below 2**53 until the year 2255.
+    return (
+        round(moment.timestamp() * US)
+        if moment.year < 2200
+        else ((moment - _EPOCH) // dt.timedelta(microseconds=1))
+    )
 
 
 def now_us() -> int:
     return (dt.datetime.now(dt.UTC) - _EPOCH) // dt.timedelta(microseconds=1)
 
 
+@functools.lru_cache(maxsize=65536)  # aggregation repeats the same period bounds per Entity
 def format_time(us: int) -> str:
     """UTC, with a fraction only when there is one: ``2020-08-01T12:03:00Z``."""
     moment = _EPOCH + dt.timedelta(microseconds=us)
@@ -267,8 +275,13 @@ def _methods(raw: object) -> tuple[str, ...]:
 def periods(start: int, end: int, duration: Duration) -> list[tuple[int, int]]:
     """The aggregation periods of [start, end): consecutive, each ``duration`` long, the
     last one cut at ``end``; a zero duration is one period over the whole range."""
+    return list(_periods(start, end, duration))
+
+
+@functools.lru_cache(maxsize=256)  # a query computes the same periods for every Entity
+def _periods(start: int, end: int, duration: Duration) -> tuple[tuple[int, int], ...]:
     if duration.is_zero or end <= start:
-        return [(start, end)]
+        return ((start, end),)
     out: list[tuple[int, int]] = []
     at = start
     while at < end:
@@ -281,7 +294,7 @@ def periods(start: int, end: int, duration: Duration) -> list[tuple[int, int]]:
             raise BadRequestData(
                 f"aggrPeriodDuration gives more than {MAX_PERIODS} periods over this range"
             )
-    return out
+    return tuple(out)
 
 
 @dataclass(slots=True)
@@ -330,13 +343,41 @@ class Stats:
 # -- what storage returns ------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Aggregated:
+    """One attribute and datasetId aggregated (clause 4.5.19): per method, the
+    ``[value, periodStart, periodEnd]`` triples of the non-empty periods, in time order."""
+
+    attr_type: str
+    dataset_id: str | None
+    values: dict[str, list[list[Any]]]
+
+    @classmethod
+    def from_stats(
+        cls,
+        attr_type: str,
+        dataset_id: str | None,
+        buckets: Sequence[tuple[int, int, Stats]],
+        methods: Sequence[str],
+    ) -> Aggregated:
+        bounds = [(format_time(start), format_time(end)) for start, end, _ in buckets]
+        values = {
+            method: [
+                [stats.value(method), *bound]
+                for (_, _, stats), bound in zip(buckets, bounds, strict=True)
+            ]
+            for method in methods
+        }
+        return cls(attr_type, dataset_id, values)
+
+
 @dataclass
 class TemporalEntity:
     """A temporal Entity as read from the store, with expanded names.
 
     ``attrs`` maps an attribute to its instances in time order; each instance is the stored
     form plus ``instanceId`` and its ``createdAt``/``modifiedAt``. ``aggregates`` maps an
-    attribute to one entry per datasetId: (attribute type, datasetId, [(start, end, Stats)]).
+    attribute to one :class:`Aggregated` per datasetId.
     ``content_range`` is the time range returned when instances were cut at the query's
     instance limit: (from, to, size) of the Content-Range header (clause 6.3.10).
     """
@@ -348,9 +389,7 @@ class TemporalEntity:
     modified_at: str
     deleted_at: str | None = None
     attrs: dict[str, list[StoredAttribute]] = field(default_factory=dict)
-    aggregates: dict[str, list[tuple[str, str | None, list[tuple[int, int, Stats]]]]] = field(
-        default_factory=dict
-    )
+    aggregates: dict[str, list[Aggregated]] = field(default_factory=dict)
     content_range: tuple[str, str, str] | None = None  # when cut at the instance limit
 
 
@@ -421,6 +460,8 @@ def _render_values(
             [_plain_value(i, ctx), _instance_time(i, tq.timeproperty)] for i in members
         ]
         rendered.append(entry)
+    if not rendered:  # emptied by the range of a paginated response (clause 6.3.10)
+        return {"type": "Property", "values": []}
     return rendered[0] if len(rendered) == 1 else rendered
 
 
@@ -440,20 +481,14 @@ def _plain_value(inst: StoredAttribute, ctx: CompiledContext) -> Any:
     return value
 
 
-def _render_aggregates(
-    groups: Iterable[tuple[str, str | None, list[tuple[int, int, Stats]]]],
-    methods: Sequence[str],
-) -> Any:
+def _render_aggregates(groups: Sequence[Aggregated], methods: Sequence[str]) -> Any:
     rendered = []
-    for attr_type, dataset_id, buckets in groups:
-        entry: dict[str, Any] = {"type": attr_type}
-        if dataset_id is not None:
-            entry["datasetId"] = dataset_id
+    for group in groups:
+        entry: dict[str, Any] = {"type": group.attr_type}
+        if group.dataset_id is not None:
+            entry["datasetId"] = group.dataset_id
         for method in methods:
-            entry[method] = [
-                [stats.value(method), format_time(start), format_time(end)]
-                for start, end, stats in buckets
-            ]
+            entry[method] = group.values.get(method, [])
         rendered.append(entry)
     return rendered[0] if len(rendered) == 1 else rendered
 

@@ -137,6 +137,7 @@ def sort_entities(entities: list[StoredEntity], keys: Sequence[OrderKey]) -> lis
     the key last in both directions; numbers before strings before other values."""
     ordered = list(entities)
     for key in reversed(keys):
+
         def value(entity: StoredEntity, key: OrderKey = key) -> Any:
             if key.member == "type":
                 return entity["type"][0] if entity.get("type") else _MISSING

@@ -272,7 +272,9 @@ class SQLiteStore:
         created: list[bool] = []
 
         def then(conn: sqlite3.Connection, outcomes: list[WriteOutcome]) -> None:
-            created.append(history.add_instances(conn, tenant, entity, must_exist))
+            # An Entity written while history was off has no temporal Entity yet.
+            existed = bool(outcomes) and outcomes[0].before is not None
+            created.append(history.add_instances(conn, tenant, entity, must_exist and not existed))
 
         outcome = (await self._write_job(tenant, [(entity["id"], change)], then))[0]
         if isinstance(outcome, Exception):
@@ -282,7 +284,8 @@ class SQLiteStore:
 
     async def temporal_delete_entity(self, tenant: str, entity_id: str, change: Change) -> None:
         def then(conn: sqlite3.Connection, outcomes: list[WriteOutcome]) -> None:
-            history.delete_entity(conn, tenant, entity_id)
+            # The current Entity alone (history was off) is deleted too.
+            history.delete_entity(conn, tenant, entity_id, must_exist=not outcomes)
 
         outcome = (await self._write_job(tenant, [(entity_id, change)], then))[0]
         if isinstance(outcome, Exception):
@@ -300,7 +303,7 @@ class SQLiteStore:
         await self._temporal_job(
             tenant,
             lambda c: history.delete_attribute(
-                c, tenant, entity_id, attr, dataset_id, delete_all, now
+                c, history.AttrRef(tenant, entity_id, attr), dataset_id, delete_all, now
             ),
         )
 
@@ -308,7 +311,10 @@ class SQLiteStore:
         self, tenant: str, entity_id: str, attr: str, instance_id: str
     ) -> None:
         await self._temporal_job(
-            tenant, lambda c: history.delete_instance(c, tenant, entity_id, attr, instance_id)
+            tenant,
+            lambda c: history.delete_instance(
+                c, history.AttrRef(tenant, entity_id, attr), instance_id
+            ),
         )
 
     async def temporal_modify_instance(
@@ -323,7 +329,7 @@ class SQLiteStore:
         await self._temporal_job(
             tenant,
             lambda c: history.modify_instance(
-                c, tenant, entity_id, attr, instance_id, fragment, now
+                c, history.AttrRef(tenant, entity_id, attr), instance_id, fragment, now
             ),
         )
 
@@ -357,38 +363,9 @@ class SQLiteStore:
                 f"AND type IN ({', '.join('?' * len(names))}))"
             )
             params.extend([query.tenant, *names])
-        pattern = re.compile(query.id_pattern) if query.id_pattern else None
-        geo_query = (
-            query.geo.with_property_iri(query.geoproperty)
-            if query.geo is not None and query.geoproperty
-            else query.geo
-        )
-        matched = []
-        for row in self.reader.execute(sql + " ORDER BY key", params).fetchall():
-            if pattern is not None and not pattern.search(row[1]):
-                continue
-            if query.types is not None and not names:
-                if not match_types({"type": _loads(row[2])}, query.types):
-                    continue
-            if tq.attrs and not self.reader.execute(
-                f"SELECT 1 FROM temporal_series WHERE entity = ? AND attr IN "
-                f"({', '.join('?' * len(tq.attrs))}) LIMIT 1",
-                [row[0], *tq.attrs],
-            ).fetchone():
-                continue
-            if (tq.timerel or tq.attrs or tq.dataset_ids is not None) and not (
-                history.has_instances(self.reader, row[0], tq)
-            ):
-                continue
-            if query.q is not None or query.scope_q is not None or geo_query is not None:
-                latest = history.latest_state(self.reader, row)
-                if query.q is not None and not match_q(latest, query.q):
-                    continue
-                if query.scope_q is not None and not match_scope(latest, query.scope_q):
-                    continue
-                if geo_query is not None and not geo.matches_entity(geo_query, latest):
-                    continue
-            matched.append(row)
+        matches = _TemporalFilter(self.reader, query, tq, names)
+        rows = self.reader.execute(sql + " ORDER BY key", params).fetchall()
+        matched = [row for row in rows if matches(row)]
         if query.order_by:
             states = {row[1]: row for row in matched}
             latest_states = [history.latest_state(self.reader, row) for row in matched]
@@ -500,6 +477,46 @@ class SQLiteStore:
             "SELECT url, local_id, kind, document, created_at FROM jsonld_contexts"
         )
         return [ContextEntry(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
+
+
+class _TemporalFilter:
+    """What the indexes could not select of a temporal query: type expressions, idPattern,
+    instances in the window, and q, scopeQ and geoQ on the Entity's newest state."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        query: EntityQuery,
+        tq: TemporalQuery,
+        names: tuple[str, ...] | None,
+    ) -> None:
+        self.conn, self.query, self.tq = conn, query, tq
+        self.by_expression = query.types is not None and not names
+        self.pattern = re.compile(query.id_pattern) if query.id_pattern else None
+        self.geo = (
+            query.geo.with_property_iri(query.geoproperty)
+            if query.geo is not None and query.geoproperty
+            else query.geo
+        )
+        self.narrowed = bool(tq.timerel or tq.attrs or tq.dataset_ids is not None)
+
+    def __call__(self, row: Sequence[Any]) -> bool:
+        query = self.query
+        if self.pattern is not None and not self.pattern.search(row[1]):
+            return False
+        if self.by_expression and query.types is not None:
+            if not match_types({"type": _loads(row[2])}, query.types):
+                return False
+        if self.narrowed and not history.has_instances(self.conn, row[0], self.tq):
+            return False
+        if query.q is None and query.scope_q is None and self.geo is None:
+            return True
+        latest = history.latest_state(self.conn, row)
+        return (
+            (query.q is None or match_q(latest, query.q))
+            and (query.scope_q is None or match_scope(latest, query.scope_q))
+            and (self.geo is None or geo.matches_entity(self.geo, latest))
+        )
 
 
 def _nearest(gq: Any, geoms: list[Any], distance: float) -> Any:
