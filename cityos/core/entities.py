@@ -68,6 +68,8 @@ def check_name(name: object, what: str = "Attribute name") -> str:
         return name
     if not isinstance(name, str) or not name or _FORBIDDEN.search(name):
         raise BadRequestData(f"{what} {name!r} is empty or contains a forbidden character")
+    if name.startswith("@"):  # JSON-LD keeps @-names for keywords
+        raise BadRequestData(f"{what} {name!r} starts with @, which JSON-LD keeps for keywords")
     if len(_VALID_NAMES) < 50_000:
         _VALID_NAMES.add(name)
     return name
