@@ -129,6 +129,14 @@ def _deletion(series: int, inst: StoredAttribute, when: str) -> _Row:
     return _Row(series, at, DELETED, at, at, None, _dumps(doc))
 
 
+def _scope_deletion(series: int, when: str) -> _Row:
+    """A deleted scope (clause 4.18) as a deletion instance of the series ``scope``: the
+    only series not named by an IRI, so no attribute can share it."""
+    at = _us(when)
+    doc = {"type": "Property", "value": [], "deletedAt": when}
+    return _Row(series, at, DELETED, at, at, None, _dumps(doc))
+
+
 def _insert_rows(conn: sqlite3.Connection, rows: list[_Row]) -> None:
     if not rows:
         return
@@ -280,6 +288,8 @@ def record(conn: sqlite3.Connection, tenant: str, outcomes: Iterable[WriteOutcom
             keys.touch_entity(key, found[1], after["type"], after.get("scope"), after["modifiedAt"])
         old_attrs = (before or {}).get("attrs", {})
         new_attrs = after.get("attrs", {})
+        if before is not None and "scope" in before and "scope" not in after:
+            rows.append(_scope_deletion(keys.series_key(key, "scope", None), after["modifiedAt"]))
         for attr, instances in old_attrs.items():
             kept = {i.get("datasetId") for i in new_attrs.get(attr, ())}
             for inst in instances:
