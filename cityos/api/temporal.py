@@ -9,7 +9,7 @@ Entity already holds a newer observation); deleting a temporal Entity deletes th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -313,14 +313,15 @@ async def query(request: Request) -> Response:
     )
     paging = parse_paging(params, svc.settings.default_limit, svc.settings.max_limit)
     ask = _Ask(rctx, params, representation, sys_attrs, tq)
-    return await _answer(request, ask, params, geo, paging)
+    return await _answer(request, ask, [params], geo, paging)
 
 
 async def _answer(
-    request: Request, ask: _Ask, selection: Mapping[str, Any], geo: Any, paging: Any
+    request: Request, ask: _Ask, selections: Sequence[Mapping[str, Any]], geo: Any, paging: Any
 ) -> Response:
-    """Runs a temporal query selecting Entities by ``selection`` (query parameters, or
-    a POST query's members) and renders it as ``ask`` says."""
+    """Runs a temporal query selecting the Entities that any of ``selections`` (query
+    parameters, or one per EntitySelector of a POST query) selects, and renders it as
+    ``ask`` says."""
     svc = services(request)
     tenant = await http.require_tenant(
         request, await svc.store.tenant_exists(http.tenant_of(request))
@@ -329,8 +330,11 @@ async def _answer(
         entities: list[TemporalEntity] = []
         count: int | None = 0 if paging.count else None
     else:
-        eq: EntityQuery = entity_query_from(selection, ask.rctx.compiled, tenant, geo, paging)
-        entities, count = await svc.store.query_temporal(eq, ask.tq)
+        queries: list[EntityQuery] = [
+            entity_query_from(selection, ask.rctx.compiled, tenant, geo, paging)
+            for selection in selections
+        ]
+        entities, count = await svc.store.query_temporal(queries[0], ask.tq, queries[1:])
     headers = {} if count is None else {"NGSILD-Results-Count": str(count)}
     return _render(entities, ask, False, headers)
 
@@ -355,40 +359,30 @@ async def query_post(request: Request) -> Response:
     entities_filter = body.get("entities") or []
     if not isinstance(entities_filter, list):
         raise BadRequestData("entities must be an array of EntitySelectors")
-    selector = _selectors(entities_filter)
-    for key in ("q", "scopeQ", "attrs"):
-        if key in body:
-            selector[key] = body[key]
-    if not any(k in selector for k in ("type", "attrs", "q", "id", "idPattern")) and (
-        "geoQ" not in body
-    ):
+    shared = {key: body[key] for key in ("q", "scopeQ", "attrs") if key in body}
+    selections = [{**selector, **shared} for selector in _selectors(entities_filter)] or [shared]
+    if not entities_filter and not shared and "geoQ" not in body:
         raise BadRequestData("A temporal query needs entities, attrs, q or geoQ")
     paging = parse_paging(params, svc.settings.default_limit, svc.settings.max_limit)
     ask = _Ask(rctx, params, representation, sys_attrs, tq)
-    return await _answer(request, ask, selector, geo_from_body(body), paging)
+    return await _answer(request, ask, selections, geo_from_body(body), paging)
 
 
-def _selectors(items: list[Any]) -> dict[str, Any]:
-    """EntitySelectors (clause 5.2.33) as query parameters: their ids and types are
-    alternatives (the types become one ``|`` expression); the first idPattern is used."""
-    ids: list[str] = []
-    types: list[str] = []
-    out: dict[str, Any] = {}
+def _selectors(items: list[Any]) -> list[dict[str, Any]]:
+    """EntitySelectors (clause 5.2.33) as query parameters, one set per selector: a
+    temporal Entity is selected when any selector selects it."""
+    out = []
     for item in items:
         if not isinstance(item, dict):
             raise BadRequestData("Each EntitySelector must be a JSON object")
+        if not isinstance(item.get("type"), str) or not item["type"]:
+            raise BadRequestData("An EntitySelector needs a type, a non-empty string")
+        selection: dict[str, Any] = {"type": item["type"]}
         if "id" in item:
-            ids.append(check_uri(item["id"]))
-        if "type" in item:
-            if not isinstance(item["type"], str) or not item["type"]:
-                raise BadRequestData("An EntitySelector's type must be a non-empty string")
-            types.append(f"({item['type']})")
-        if "idPattern" in item and "idPattern" not in out:
-            out["idPattern"] = item["idPattern"]
-    if ids:
-        out["id"] = ids
-    if types:
-        out["type"] = "|".join(dict.fromkeys(types))
+            selection["id"] = [check_uri(item["id"])]
+        if "idPattern" in item:
+            selection["idPattern"] = item["idPattern"]
+        out.append(selection)
     return out
 
 

@@ -288,7 +288,7 @@ def _periods(start: int, end: int, duration: Duration) -> tuple[tuple[int, int],
         nxt = duration.add_to(at)
         if nxt <= at:
             raise BadRequestData("aggrPeriodDuration must be longer than zero")
-        out.append((at, nxt))
+        out.append((at, min(nxt, end)))
         at = nxt
         if len(out) > MAX_PERIODS:
             raise BadRequestData(

@@ -146,7 +146,7 @@ class Store(Protocol):
         self, tenant: str, entity_id: str, tq: TemporalQuery
     ) -> TemporalEntity: ...
     async def query_temporal(
-        self, query: EntityQuery, tq: TemporalQuery
+        self, query: EntityQuery, tq: TemporalQuery, alternatives: Sequence[EntityQuery] = ()
     ) -> tuple[list[TemporalEntity], int | None]: ...
     # One bounded retention step: removes up to ``batch`` instances older than the cutoff.
     async def expire_history(

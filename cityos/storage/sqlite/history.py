@@ -928,9 +928,15 @@ def expire(
         if cur.rowcount <= 0:
             continue
         removed += cur.rowcount
-        conn.execute("DELETE FROM temporal_rollups WHERE series = ? AND hour < ?", (s, hour))
-        if cutoff % HOUR_US:
-            _recompute_rollup(conn, s, hour)
+        # Rollups go for the hours now empty; the first hour still holding instances (the
+        # step stopped there, or the cutoff is inside it) is recomputed from them.
+        left = conn.execute(
+            "SELECT min(ts) FROM temporal_instances WHERE series = ? AND ts < ?", (s, cutoff)
+        ).fetchone()[0]
+        first = hour if left is None else left // HOUR_US
+        conn.execute("DELETE FROM temporal_rollups WHERE series = ? AND hour < ?", (s, first))
+        if left is not None or cutoff % HOUR_US:
+            _recompute_rollup(conn, s, first)
         if removed >= batch:
             break
     return removed

@@ -345,12 +345,28 @@ class SQLiteStore:
         return history.read_entity(self.reader, row, tq)
 
     async def query_temporal(
-        self, query: EntityQuery, tq: TemporalQuery
+        self, query: EntityQuery, tq: TemporalQuery, alternatives: Sequence[EntityQuery] = ()
     ) -> tuple[list[TemporalEntity], int | None]:
-        """Temporal Entities matching the query (clause 5.7.4), a page of them with their
-        instances, and their number when asked. Ids and plain type names select rows by index;
-        type expressions, idPattern, ``q``, ``scopeQ`` and ``geoQ`` are then tested on each
+        """Temporal Entities matching the query (clause 5.7.4), or any of ``alternatives``
+        too (the EntitySelectors of a POST query), a page of them with their instances, and
+        their number when asked. Ids and plain type names select rows by index; type
+        expressions, idPattern, ``q``, ``scopeQ`` and ``geoQ`` are then tested on each
         candidate, the last three on its newest state."""
+        found: dict[int, Any] = {}
+        for selection in (query, *alternatives):
+            for row in self._temporal_candidates(selection, tq):
+                found.setdefault(row[0], row)
+        matched = [found[key] for key in sorted(found)]
+        if query.order_by:
+            states = {row[1]: row for row in matched}
+            latest_states = [history.latest_state(self.reader, row) for row in matched]
+            ordered = sort_entities(latest_states, query.order_by)
+            matched = [states[e["id"]] for e in ordered]
+        page = matched[query.offset : query.offset + query.limit]
+        entities = history.read_entities(self.reader, page, tq)
+        return entities, len(matched) if query.count else None
+
+    def _temporal_candidates(self, query: EntityQuery, tq: TemporalQuery) -> list[Any]:
         sql = f"SELECT {history.ENTITY_COLUMNS} FROM temporal_entities WHERE tenant = ?"
         params: list[Any] = [query.tenant]
         if query.ids:
@@ -365,15 +381,7 @@ class SQLiteStore:
             params.extend([query.tenant, *names])
         matches = _TemporalFilter(self.reader, query, tq, names)
         rows = self.reader.execute(sql + " ORDER BY key", params).fetchall()
-        matched = [row for row in rows if matches(row)]
-        if query.order_by:
-            states = {row[1]: row for row in matched}
-            latest_states = [history.latest_state(self.reader, row) for row in matched]
-            ordered = sort_entities(latest_states, query.order_by)
-            matched = [states[e["id"]] for e in ordered]
-        page = matched[query.offset : query.offset + query.limit]
-        entities = history.read_entities(self.reader, page, tq)
-        return entities, len(matched) if query.count else None
+        return [row for row in rows if matches(row)]
 
     async def expire_history(
         self, tenant: str, rule: RetentionTarget, cutoff_us: int, batch: int = 5000
