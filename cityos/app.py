@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cityos import __version__
-from cityos.api import batch, contexts, entities, subscriptions, temporal, types
+from cityos.api import batch, contexts, entities, registrations, subscriptions, temporal, types
 from cityos.api.deps import Services
 from cityos.api.problems import render_exception
 from cityos.config import Settings
@@ -85,7 +85,7 @@ def _guard(endpoint: Endpoint, params: frozenset[str] | None) -> Endpoint:
 
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
-    for module in (entities, batch, types, contexts, subscriptions, temporal):
+    for module in (entities, batch, types, contexts, subscriptions, temporal, registrations):
         for path, endpoint, methods, params in module.ROUTES:
             routes.append(Route(PREFIX + path, _guard(endpoint, params), methods=methods))
     routes.append(Route("/version", version, methods=["GET"]))

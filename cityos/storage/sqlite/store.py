@@ -26,7 +26,7 @@ from cityos.core.query.evaluate import match_q, match_scope, match_types, sort_e
 from cityos.core.query.typeexpr import type_names
 from cityos.core.retention import RetentionTarget
 from cityos.core.temporal import TemporalEntity, TemporalQuery
-from cityos.errors import ResourceNotFound
+from cityos.errors import AlreadyExists, ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
 from cityos.storage.sqlite import history
 from cityos.storage.sqlite.bulk import apply_changes
@@ -458,6 +458,61 @@ class SQLiteStore:
         await self._writer.run(
             lambda c: c.executemany("DELETE FROM notification_outbox WHERE key = ?", params)
         )
+
+    # -- context source registrations (core/registrations.py) --------------------------
+
+    async def create_registration(self, tenant: str, reg_id: str, doc: Any) -> None:
+        values = (tenant, reg_id, _dumps(doc).decode())
+
+        def job(conn: sqlite3.Connection) -> None:
+            sql = "INSERT OR IGNORE INTO csource_registrations VALUES (?, ?, ?)"
+            if conn.execute(sql, values).rowcount == 0:
+                raise AlreadyExists(f"Context source registration {reg_id} already exists")
+
+        await self._writer.run(job)
+
+    async def update_registration(
+        self, tenant: str, reg_id: str, change: Callable[[Any], Any]
+    ) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT doc FROM csource_registrations WHERE tenant = ? AND id = ?",
+                (tenant, reg_id),
+            ).fetchone()
+            if row is None:
+                raise SQLiteStore._no_registration(reg_id)
+            conn.execute(
+                "UPDATE csource_registrations SET doc = ? WHERE tenant = ? AND id = ?",
+                (_dumps(change(_loads(row[0]))).decode(), tenant, reg_id),
+            )
+
+        await self._writer.run(job)
+
+    async def delete_registration(self, tenant: str, reg_id: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            sql = "DELETE FROM csource_registrations WHERE tenant = ? AND id = ?"
+            if conn.execute(sql, (tenant, reg_id)).rowcount == 0:
+                raise SQLiteStore._no_registration(reg_id)
+
+        await self._writer.run(job)
+
+    async def get_registration(self, tenant: str, reg_id: str) -> Any:
+        row = self.reader.execute(
+            "SELECT doc FROM csource_registrations WHERE tenant = ? AND id = ?", (tenant, reg_id)
+        ).fetchone()
+        if row is None:
+            raise SQLiteStore._no_registration(reg_id)
+        return _loads(row[0])
+
+    async def registrations(self, tenant: str) -> list[Any]:
+        rows = self.reader.execute(
+            "SELECT doc FROM csource_registrations WHERE tenant = ? ORDER BY id", (tenant,)
+        )
+        return [_loads(r[0]) for r in rows]
+
+    @staticmethod
+    def _no_registration(reg_id: str) -> ResourceNotFound:
+        return ResourceNotFound(f"Context source registration {reg_id} does not exist")
 
     # -- @context registry -------------------------------------------------------------
 
