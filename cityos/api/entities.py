@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -73,10 +72,7 @@ async def create_entity(request: Request) -> Response:
     entity = parse_entity(body, rctx.compiled, now_iso())
     tenant = http.tenant_of(request)
     await services(request).store.write(tenant, entity["id"], changes.create(entity))
-    headers = {"Location": "/ngsi-ld/v1/entities/" + quote(entity["id"], safe=":")}
-    if tenant:
-        headers["NGSILD-Tenant"] = tenant
-    return Response(status_code=201, headers=headers)
+    return http.created("entities", entity["id"], tenant)
 
 
 async def retrieve_entity(request: Request) -> Response:

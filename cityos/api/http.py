@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
@@ -215,3 +216,11 @@ def json_response(
     elif rctx is not None:  # pagination links (if any) and the @context link share Link
         out_headers["Link"] = ", ".join(filter(None, [out_headers.get("Link"), rctx.link_header()]))
     return Response(orjson.dumps(data), status_code=status, media_type=media, headers=out_headers)
+
+
+def created(path: str, resource_id: str, tenant: str = "") -> Response:
+    """201 Created with the new resource's Location (and its tenant, clause 6.3.14)."""
+    headers = {"Location": f"/ngsi-ld/v1/{path}/" + quote(resource_id, safe=":")}
+    if tenant:
+        headers["NGSILD-Tenant"] = tenant
+    return Response(status_code=201, headers=headers)

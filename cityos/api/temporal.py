@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -157,10 +156,7 @@ async def create_or_update(request: Request) -> Response:
     )
     if not created:
         return Response(status_code=204)
-    headers = {"Location": "/ngsi-ld/v1/temporal/entities/" + quote(entity["id"], safe=":")}
-    if tenant:
-        headers["NGSILD-Tenant"] = tenant
-    return Response(status_code=201, headers=headers)
+    return http.created("temporal/entities", entity["id"], tenant)
 
 
 async def append_attrs(request: Request) -> Response:

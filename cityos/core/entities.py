@@ -9,6 +9,7 @@ attribute's instances) that storage keeps as it is.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from cityos.core import geo
@@ -153,13 +154,7 @@ def parse_temporal_entity(
         {k: v for k, v in body.items() if k in ENTITY_MEMBERS}, ctx, now, require_type=require_type
     )
     attrs: dict[str, list[StoredAttribute]] = {}
-    for name, value in body.items():
-        if name in ENTITY_MEMBERS:
-            continue
-        check_name(name)
-        iri = ctx.expand(name)
-        if iri.startswith("@"):
-            raise BadRequestData(f"Attribute name {name!r} expands to the JSON-LD keyword {iri}")
+    for name, iri, value in _attributes(body, ctx):
         items = value if isinstance(value, list) and _is_instance_list(value) else [value]
         attrs[iri] = [inst for item in items for inst in parse_attribute(name, item, ctx, now)]
     _reject_nulls(attrs)
@@ -171,7 +166,13 @@ def parse_fragment(
     body: dict[str, Any], ctx: CompiledContext, now: str
 ) -> dict[str, list[StoredAttribute]]:
     """The attributes of an Entity or Entity fragment, by expanded name."""
-    attrs: dict[str, list[StoredAttribute]] = {}
+    return {
+        iri: parse_attribute(name, value, ctx, now) for name, iri, value in _attributes(body, ctx)
+    }
+
+
+def _attributes(body: dict[str, Any], ctx: CompiledContext) -> Iterator[tuple[str, str, Any]]:
+    """(name, expanded name, value) of each attribute member of a body."""
     for name, value in body.items():
         if name in ENTITY_MEMBERS:
             continue
@@ -179,8 +180,7 @@ def parse_fragment(
         iri = ctx.expand(name)
         if iri.startswith("@"):
             raise BadRequestData(f"Attribute name {name!r} expands to the JSON-LD keyword {iri}")
-        attrs[iri] = parse_attribute(name, value, ctx, now)
-    return attrs
+        yield name, iri, value
 
 
 def parse_attribute(name: str, value: Any, ctx: CompiledContext, now: str) -> list[StoredAttribute]:
