@@ -28,9 +28,15 @@ from typing import Any
 import orjson
 
 from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
-from cityos.core.linked import Join, Shape, TreeRenderer, collect_linked, parse_join, render_tree
+from cityos.core.linked import (
+    Join,
+    TreeRenderer,
+    apply_shape,
+    collect_linked,
+    parse_join,
+    render_tree,
+)
 from cityos.core.model import VALUE_MEMBER, now_iso
-from cityos.core.query.ast import TypeName
 from cityos.core.render import RenderOptions, render_entity
 from cityos.core.subscriptions import Subscription, triggers_for
 from cityos.notify.delivery import Attempt, Deliverer, Delivery
@@ -96,8 +102,11 @@ class Notifier:
         self._publish()
 
     def remove(self, tenant: str, sub_id: str) -> None:
+        """After the Subscription and its outbox rows are deleted: nothing more is sent."""
         self.subs.pop((tenant, sub_id), None)
         self._publish()
+        if self.deliverer is not None:
+            self.deliverer.cancel(tenant, sub_id)
 
     def _publish(self) -> None:
         # The writer thread reads these tuples; each is replaced whole, never mutated.
@@ -123,14 +132,8 @@ class Notifier:
                 trigger = triggers_for(sub, outcome.before, outcome.after)
                 if trigger is None or self._throttled(sub):
                     continue
-                entity = outcome.after if outcome.after is not None else outcome.before
-                assert entity is not None
-                payload = {
-                    "trigger": trigger,
-                    "entity": entity,
-                    "previous": outcome.before,
-                    "at": now,
-                }
+                payload = _payload(trigger, outcome, now)
+                entity = payload["entity"]
                 rows.append((tenant, sub.id, entity["id"], orjson.dumps(payload).decode()))
         return rows
 
@@ -191,7 +194,6 @@ class Notifier:
         if sub is None or self.deliverer is None:
             self._done.append(key)
             return
-        sub.status["lastNotification"] = now_iso()  # when it was sent; the attempt updates it
         await self._send(sub, key, entity_id, [payload], f"urn:ngsi-ld:Notification:{key}")
 
     async def _send(
@@ -200,6 +202,12 @@ class Notifier:
         """Renders one Notification, streams it to SSE listeners and hands it to delivery."""
         assert self.deliverer is not None
         body, headers = await self.render(sub, payloads, notification_id)
+        # Counted when handed to delivery, not when acknowledged: a receiver that reads
+        # the Subscription as soon as the notification arrives sees it counted.
+        status = sub.status
+        status["timesSent"] = status.get("timesSent", 0) + 1
+        status["lastNotification"] = now_iso()  # each attempt updates it
+        self._dirty.add((sub.tenant, sub.id))
         self._fan_out(sub, body)
         endpoint = sub.body["notification"]["endpoint"]
         info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}
@@ -221,10 +229,12 @@ class Notifier:
             sys_attrs=bool(notification.get("sysAttrs", False)),
             lang=sub.body.get("lang"),
             attrs=sub.attributes,
+            dataset_ids=sub.dataset_ids,
         )
-        data = [self._data(p, ctx, opts, bool(notification.get("showChanges"))) for p in payloads]
         join = parse_join(notification)
-        if join is not None:  # Linked Entity Retrieval in notifications (clause 5.2.14)
+        if join is None:
+            data = [apply_shape(self._data(p, sub, ctx, opts), sub.shape) for p in payloads]
+        else:  # Linked Entity Retrieval in notifications (clause 5.2.14)
             data = await self._joined(sub, payloads, ctx, opts, join)
         accept = notification["endpoint"].get("accept", "application/json")
         body: dict[str, Any] = {
@@ -256,23 +266,31 @@ class Notifier:
     async def _joined(
         self, sub: Subscription, payloads: list[Any], ctx: Any, opts: RenderOptions, join: Join
     ) -> list[dict[str, Any]]:
-        roots = [p["entity"] for p in payloads if p["trigger"] != "entityDeleted"]
+        roots = [p["entity"] for p in payloads if not _is_deletion(p)]
         linked = await collect_linked(self.store, sub.tenant, roots, join.level)
-        return render_tree(roots, TreeRenderer(ctx, opts, linked, join), Shape())
+        # notification.attributes selects the Attributes of the notified Entities only;
+        # the Entities they link to are shown whole (clause 4.5.23).
+        renderer = TreeRenderer(ctx, opts, linked, join, replace(opts, attrs=None))
+        return render_tree(roots, renderer, sub.shape)
 
     def _data(
-        self, payload: Any, ctx: Any, opts: RenderOptions, show_changes: bool
+        self, payload: Any, sub: Subscription, ctx: Any, opts: RenderOptions
     ) -> dict[str, Any]:
         entity, previous = payload["entity"], payload.get("previous")
-        if payload["trigger"] == "entityDeleted":
+        show_changes = bool(sub.body["notification"].get("showChanges"))
+        if _is_deletion(payload):
             out = _deleted_entity(entity, ctx, opts, payload["at"])
-            if show_changes:
-                _add_nulls(out, entity, {}, ctx, opts, show_changes)
+            nulls = _Nulls(ctx, opts, show_changes, payload["at"])
+            if payload["trigger"] == "attributeDeleted":  # only its watched Attributes
+                nulls.add(out, entity, {}, sub.watched)
+            elif show_changes:
+                nulls.add(out, entity, {})
             return out
         out = render_entity(entity, ctx, opts)
         if previous:
             # clause 5.2.12: a deleted attribute is notified as the NGSI-LD Null
-            _add_nulls(out, previous, entity.get("attrs", {}), ctx, opts, show_changes)
+            nulls = _Nulls(ctx, opts, show_changes, payload["at"])
+            nulls.add(out, previous, entity.get("attrs", {}))
             if show_changes and opts.format == "normalized":
                 _add_previous(out, entity, previous, ctx)
         return out
@@ -284,7 +302,6 @@ class Notifier:
         sub = self.subs.get((d.tenant, d.subscription_id))
         if sub is not None:
             status = sub.status
-            status["timesSent"] = status.get("timesSent", 0) + 1
             status["lastNotification"] = attempt.at
             if attempt.ok:
                 status["lastSuccess"] = attempt.at
@@ -363,6 +380,20 @@ class Notifier:
             self._streams[(tenant, sub_id)].discard(queue)
 
 
+def _payload(trigger: str, outcome: WriteOutcome, now: str) -> dict[str, Any]:
+    """What an outbox row keeps of a change: the Entity after it (before it, when it was
+    deleted) and, for an update, the Entity before it."""
+    if outcome.after is None:
+        assert outcome.before is not None
+        return {"trigger": trigger, "entity": outcome.before, "deleted": True, "at": now}
+    return {"trigger": trigger, "entity": outcome.after, "previous": outcome.before, "at": now}
+
+
+def _is_deletion(payload: Any) -> bool:
+    # Rows written before "deleted" existed marked a deletion only by their trigger.
+    return bool(payload.get("deleted")) or payload["trigger"] == "entityDeleted"
+
+
 def _queries(sub: Subscription) -> list[EntityQuery]:
     base = EntityQuery(tenant=sub.tenant, q=sub.q, scope_q=sub.scope_q, limit=1000)
     if sub.geo_q is not None:
@@ -370,7 +401,7 @@ def _queries(sub: Subscription) -> list[EntityQuery]:
     if not sub.entities:
         return [replace(base, attrs=sorted(sub.watched or ()))]
     return [
-        replace(base, ids=[s.id] if s.id else [], id_pattern=s.id_pattern, types=TypeName(s.type))
+        replace(base, ids=[s.id] if s.id else [], id_pattern=s.id_pattern, types=s.type)
         for s in sub.entities
     ]
 
@@ -412,34 +443,79 @@ def _add_previous(out: dict[str, Any], entity: Any, previous: Any, ctx: Any) -> 
             out[key][member] = _previous_value(old[0], ctx)
 
 
-def _null_attribute(inst: dict[str, Any], ctx: Any, opts: RenderOptions, show_changes: bool) -> Any:
-    if opts.format == "keyValues":
-        return _NULL
-    attr_type = inst["type"]
-    member = VALUE_MEMBER[attr_type]
-    out: dict[str, Any] = {
-        "type": attr_type,
-        member: {"@none": _NULL} if member == "languageMap" else _NULL,
-    }
-    if "datasetId" in inst:
-        out["datasetId"] = inst["datasetId"]
-    if show_changes:
-        out[_PREVIOUS_MEMBER[attr_type]] = _previous_value(inst, ctx)
-    return out
+@dataclass(frozen=True, slots=True)
+class _Nulls:
+    """Renders what a change deleted as the NGSI-LD Null (clause 5.2.12): whole
+    Attributes, and single instances of a multi-attribute (clause 4.5.5)."""
 
+    ctx: Any
+    opts: RenderOptions
+    show_changes: bool
+    at: str  # when the change was made: the deletedAt of what it deleted
 
-def _add_nulls(
-    out: dict[str, Any],
-    previous: Any,
-    now_attrs: dict[str, Any],
-    ctx: Any,
-    opts: RenderOptions,
-    show: bool,
-) -> None:
-    for iri, instances in previous.get("attrs", {}).items():
-        if iri in now_attrs or (opts.attrs is not None and iri not in opts.attrs):
-            continue
-        out[ctx.compact(iri)] = _null_attribute(instances[0], ctx, opts, show)
+    def add(
+        self,
+        out: dict[str, Any],
+        previous: Any,
+        now_attrs: dict[str, Any],
+        only: frozenset[str] | None = None,
+    ) -> None:
+        keep = self.opts.attrs
+        for iri, was in previous.get("attrs", {}).items():
+            if (keep is not None and iri not in keep) or (only is not None and iri not in only):
+                continue
+            now = now_attrs.get(iri)
+            if now is None:
+                gone = self._selected(was)
+                if gone:
+                    out[self.ctx.compact(iri)] = self.instance(gone[0])
+            elif len(was) > 1 or was[0].get("datasetId") != now[0].get("datasetId"):
+                kept = {i.get("datasetId") for i in now}
+                gone = [i for i in self._selected(was) if i.get("datasetId") not in kept]
+                if gone:
+                    self._add_instances(out, self.ctx.compact(iri), self._selected(now), gone)
+
+    def _selected(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        wanted = self.opts.dataset_ids
+        return (
+            instances if wanted is None else [i for i in instances if i.get("datasetId") in wanted]
+        )
+
+    def _add_instances(
+        self, out: dict[str, Any], key: str, shown: list[dict[str, Any]], gone: list[dict[str, Any]]
+    ) -> None:
+        """Beside the instances still there (as rendered), the deleted ones as Null."""
+        current: Any = out.get(key)
+        if self.opts.format == "keyValues":
+            dataset: dict[str, Any] = {}
+            if len(shown) == 1:
+                dataset[shown[0].get("datasetId", "@none")] = current
+            elif shown:
+                dataset.update(current["dataset"])
+            dataset.update({i.get("datasetId", "@none"): _NULL for i in gone})
+            out[key] = {"dataset": dataset}
+            return
+        items = [] if not shown else current if isinstance(current, list) else [current]
+        items = items + [self.instance(i) for i in gone]
+        out[key] = items[0] if len(items) == 1 else items
+
+    def instance(self, inst: dict[str, Any]) -> Any:
+        if self.opts.format == "keyValues":
+            return _NULL
+        attr_type = inst["type"]
+        member = VALUE_MEMBER[attr_type]
+        out: dict[str, Any] = {
+            "type": attr_type,
+            member: {"@none": _NULL} if member == "languageMap" else _NULL,
+        }
+        if "datasetId" in inst:
+            out["datasetId"] = inst["datasetId"]
+        if self.opts.sys_attrs:
+            out.update({k: inst[k] for k in ("createdAt", "modifiedAt") if k in inst})
+            out["deletedAt"] = self.at
+        if self.show_changes:
+            out[_PREVIOUS_MEMBER[attr_type]] = _previous_value(inst, self.ctx)
+        return out
 
 
 def _deleted_entity(entity: Any, ctx: Any, opts: RenderOptions, at: str) -> dict[str, Any]:

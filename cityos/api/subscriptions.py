@@ -19,7 +19,14 @@ from cityos.api.deps import now_iso, services
 from cityos.api.params import parse_paging
 from cityos.core.entities import check_uri
 from cityos.core.jsonld import CompiledContext
-from cityos.core.subscriptions import Subscription, apply_members, parse_subscription
+from cityos.core.query.typeexpr import expand_types
+from cityos.core.subscriptions import (
+    DEFAULT_TRIGGERS,
+    EntitySelector,
+    Subscription,
+    apply_members,
+    parse_subscription,
+)
 from cityos.errors import AlreadyExists, BadRequestData, InvalidRequest, ResourceNotFound
 from cityos.notifier import stored_form
 
@@ -36,9 +43,12 @@ _READ_ONLY = (
 
 
 def render_subscription(sub: Subscription, now: str, ctx: CompiledContext) -> dict[str, Any]:
-    """The Subscription as given, with its state (clause 5.2.12: status, isActive, counters);
-    names are compacted with the request's @context, as for Entities."""
+    """The Subscription as given, with its state (clause 5.2.12: status, isActive, counters)
+    and the defaults it got (notificationTrigger); names are compacted with the request's
+    @context, as for Entities. The @context notifications are sent with shows only if the
+    client set it (``jsonldContext``)."""
     out = {k: v for k, v in sub.body.items() if k not in ("status",)}
+    out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
     if sub.entities:
         out["entities"] = [_selector(s, ctx) for s in sub.entities]
     if sub.watched is not None:
@@ -52,13 +62,11 @@ def render_subscription(sub: Subscription, now: str, ctx: CompiledContext) -> di
         out["isActive"] = sub.is_active
     expired = sub.expires_at is not None and sub.expires_at <= now
     out["status"] = "expired" if expired else ("active" if sub.is_active else "paused")
-    if isinstance(sub.context, str):
-        out["jsonldContext"] = sub.context
     return out
 
 
-def _selector(selector: Any, ctx: CompiledContext) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": ctx.compact(selector.type)}
+def _selector(selector: EntitySelector, ctx: CompiledContext) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": expand_types(selector.type, ctx.compact).render()}
     if selector.id is not None:
         out["id"] = selector.id
     if selector.id_pattern is not None:
@@ -97,6 +105,9 @@ async def _notification_context(registry: Any, body: Any, request_context: Any) 
     resolve now: 503 LdContextNotAvailable if not), else the request's; an inline or
     composite one becomes an ImplicitlyCreated context with a URL (clause 5.13.2)."""
     if not isinstance(body, dict) or "jsonldContext" not in body:
+        if isinstance(request_context, list) and len(request_context) == 1:
+            # ["https://.../ctx.jsonld"] is that URL: notify with it in the Link header
+            request_context = request_context[0]
         if request_context is None or isinstance(request_context, str):
             return request_context
         return (await registry.add_implicit(request_context)).url

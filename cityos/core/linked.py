@@ -21,7 +21,15 @@ from cityos.core.render import RenderOptions, render_entity
 from cityos.errors import BadRequestData
 from cityos.storage.base import EntityQuery, Store
 
-__all__ = ["Join", "Shape", "collect_linked", "parse_join", "relationship_objects", "render_tree"]
+__all__ = [
+    "Join",
+    "Shape",
+    "apply_shape",
+    "collect_linked",
+    "parse_join",
+    "relationship_objects",
+    "render_tree",
+]
 
 _MAX_LEVEL = 8
 
@@ -124,9 +132,11 @@ class TreeRenderer:
     opts: RenderOptions
     linked: Mapping[str, StoredEntity]
     join: Join | None
+    linked_opts: RenderOptions | None = None  # for linked Entities, when not ``opts``
 
     def render(self, entity: StoredEntity, shape: Shape, depth: int = 0) -> dict[str, Any]:
-        out = _apply_shape(render_entity(entity, self.ctx, self.opts), shape)
+        opts = self.opts if depth == 0 or self.linked_opts is None else self.linked_opts
+        out = apply_shape(render_entity(entity, self.ctx, opts), shape)
         if self.join is None or self.join.mode != "inline" or depth >= self.join.level:
             return out
         for iri, instances in entity.get("attrs", {}).items():
@@ -164,7 +174,7 @@ class TreeRenderer:
                         target = self.linked.get(obj)
                         if target is not None and obj not in seen:
                             seen.add(obj)
-                            rendered = self.render(target, sub)
+                            rendered = self.render(target, sub, 1)
                             out.append(rendered)
                             nxt.append((target, sub, rendered))
             frontier = nxt
@@ -179,7 +189,7 @@ def render_tree(
     return [renderer.render(e, shape) for e in entities]
 
 
-def _apply_shape(rendered: dict[str, Any], shape: Shape) -> dict[str, Any]:
+def apply_shape(rendered: dict[str, Any], shape: Shape) -> dict[str, Any]:
     picked, omitted = shape.names()
     if picked is not None:
         return {k: v for k, v in rendered.items() if k in picked}

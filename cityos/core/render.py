@@ -50,7 +50,7 @@ def render_entity(
     if "scope" in entity and (members is None or "scope" in members):
         scope = entity["scope"]
         out["scope"] = scope[0] if len(scope) == 1 and opts.format != "keyValues" else scope
-    if opts.sys_attrs and opts.format != "keyValues":
+    if opts.sys_attrs:
         out["createdAt"] = entity["createdAt"]
         out["modifiedAt"] = entity["modifiedAt"]
     keep = opts.attrs
@@ -72,8 +72,13 @@ def render_attribute(
         instances = [i for i in instances if i.get("datasetId") in opts.dataset_ids]
         if not instances:
             return _ABSENT
-    rendered = [render_instance(i, ctx, opts) for i in instances]
-    return rendered[0] if len(rendered) == 1 else rendered
+    if len(instances) == 1:
+        return render_instance(instances[0], ctx, opts)
+    if opts.format == "keyValues":  # clause 4.5.4: a multi-attribute maps datasetId to value
+        return {
+            "dataset": {i.get("datasetId", "@none"): _simplified(i, ctx, opts) for i in instances}
+        }
+    return [render_instance(i, ctx, opts) for i in instances]
 
 
 _META = ("objectType", "observedAt", "unitCode", "datasetId")

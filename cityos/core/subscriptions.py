@@ -11,15 +11,18 @@ import re
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import unquote
 
 from cityos.core import geo
 from cityos.core.entities import check_name, check_uri, is_datetime
 from cityos.core.jsonld import CompiledContext
+from cityos.core.linked import Shape, parse_shape
 from cityos.core.model import StoredEntity
-from cityos.core.query.ast import QNode, ScopeNode
-from cityos.core.query.evaluate import match_q, match_scope
+from cityos.core.query.ast import QNode, ScopeNode, TypeNode
+from cityos.core.query.evaluate import match_q, match_scope, match_types
 from cityos.core.query.q import expand_q, parse_q
 from cityos.core.query.scope import parse_scope_q
+from cityos.core.query.typeexpr import expand_types, parse_types
 from cityos.errors import BadRequestData
 
 __all__ = [
@@ -50,12 +53,12 @@ _SYSTEM_MEMBERS = frozenset({"createdAt", "modifiedAt"})
 
 @dataclass(frozen=True, slots=True)
 class EntitySelector:
-    type: str  # expanded
+    type: TypeNode  # an Entity Type Selection (clause 4.17), names expanded
     id: str | None = None
     id_pattern: str | None = None
 
     def matches(self, entity: StoredEntity) -> bool:
-        if self.type not in entity["type"]:
+        if not match_types(entity, self.type):
             return False
         if self.id is not None and self.id != entity["id"]:
             return False
@@ -77,6 +80,8 @@ class Subscription:
     scope_q: ScopeNode | None = None
     geo_q: geo.GeoQuery | None = None
     attributes: tuple[str, ...] | None = None  # notification.attributes, expanded
+    shape: Shape = Shape()  # notification.pick / omit (clause 4.21), compact names
+    dataset_ids: tuple[str | None, ...] | None = None  # datasetId; None is the default instance
     time_interval: float | None = None
     throttling: float | None = None
     expires_at: str | None = None
@@ -131,13 +136,14 @@ def apply_members(
         entities=_selectors(full.get("entities"), ctx),
         watched=_names(full, "watchedAttributes", ctx),
         triggers=_triggers(full.get("notificationTrigger")),
-        q=expand_q(parse_q(full["q"]), ctx.expand) if full.get("q") else None,
-        scope_q=parse_scope_q(full["scopeQ"]) if full.get("scopeQ") else None,
+        q=expand_q(parse_q(_decoded(full["q"], "q")), ctx.expand) if full.get("q") else None,
+        scope_q=parse_scope_q(_decoded(full["scopeQ"], "scopeQ")) if full.get("scopeQ") else None,
         geo_q=_geo(full.get("geoQ"), ctx),
         time_interval=_positive(full, "timeInterval"),
         throttling=_positive(full, "throttling"),
         expires_at=_expires(full.get("expiresAt"), now),
         is_active=_bool(full.get("isActive", True), "isActive"),
+        dataset_ids=_dataset_ids(full.get("datasetId")),
     )
     _require(
         not (sub.time_interval and sub.watched),
@@ -146,11 +152,31 @@ def apply_members(
     _require(
         not (sub.time_interval and sub.throttling), "timeInterval and throttling exclude each other"
     )
-    notification = full.get("notification")
+    notification: Any = full.get("notification")
     _check_notification(notification)
     attributes = _names(notification, "attributes", ctx)
     sub.attributes = tuple(sorted(attributes)) if attributes is not None else None
+    sub.shape = parse_shape(notification)
     return sub
+
+
+def _decoded(text: Any, key: str) -> str:
+    # Query strings are written URL-encoded (clause 4.9 is a query-string grammar), and
+    # clients copy them into Subscriptions as such: name=="Eiffel%20Tower".
+    _require(isinstance(text, str), f"{key} must be a string")
+    return unquote(text)
+
+
+def _dataset_ids(value: Any) -> tuple[str | None, ...] | None:
+    """datasetId (clause 5.2.12): which Attribute instances a notification shows (clause
+    4.5.5); ``@none`` names the default instance."""
+    if value is None:
+        return None
+    _require(
+        isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value),
+        "datasetId must be a non-empty array of URIs",
+    )
+    return tuple(None if v == "@none" else check_uri(v, "datasetId") for v in value)
 
 
 def _selectors(value: Any, ctx: CompiledContext) -> tuple[EntitySelector, ...]:
@@ -173,11 +199,8 @@ def _selectors(value: Any, ctx: CompiledContext) -> tuple[EntitySelector, ...]:
                 raise BadRequestData(
                     f"idPattern {pattern!r} is not a valid regular expression"
                 ) from exc
-        out.append(
-            EntitySelector(
-                ctx.expand(check_name(item["type"], "Entity type")), item.get("id"), pattern
-            )
-        )
+        types = expand_types(parse_types(item["type"]), ctx.expand)
+        out.append(EntitySelector(types, item.get("id"), pattern))
     return tuple(out)
 
 
@@ -243,6 +266,12 @@ def _check_notification(notification: Any) -> None:
     _require(accept in ACCEPTS, f"endpoint.accept {accept!r} is not supported")
     fmt = notification.get("format", "normalized")
     _require(fmt in FORMATS, f"notification.format {fmt!r} is not supported")
+    for key in ("pick", "omit"):
+        names = notification.get(key)
+        _require(
+            names is None or (isinstance(names, list) and all(isinstance(n, str) for n in names)),
+            f"notification.{key} must be an array of names",
+        )
     both = set(notification.get("pick") or []) & set(notification.get("omit") or [])
     _require(not both, f"{', '.join(sorted(both))} is in both pick and omit")
     projections = [k for k in ("attributes", "pick", "omit") if notification.get(k) is not None]
@@ -257,18 +286,33 @@ def _check_notification(notification: Any) -> None:
 
 
 def _attribute_changes(before: StoredEntity, after: StoredEntity) -> dict[str, set[str]]:
+    """The names of the Attributes created, updated and deleted by a change. An Attribute
+    with several instances changes per instance (clause 4.5.5): deleting the instance of
+    one datasetId is an attributeDeleted, adding one of a new datasetId an
+    attributeCreated."""
     old, new = before.get("attrs", {}), after.get("attrs", {})
-    return {
-        "attributeCreated": set(new) - set(old),
-        "attributeDeleted": set(old) - set(new),
-        "attributeUpdated": {a for a in set(old) & set(new) if _strip(old[a]) != _strip(new[a])},
-    }
+    created, deleted, updated = set(new) - set(old), set(old) - set(new), set()
+    for name in old.keys() & new.keys():
+        was, now = old[name], new[name]
+        if len(was) == 1 and len(now) == 1 and was[0].get("datasetId") == now[0].get("datasetId"):
+            if _strip(was[0]) != _strip(now[0]):
+                updated.add(name)
+            continue
+        was_by_id = {i.get("datasetId"): i for i in was}
+        now_by_id = {i.get("datasetId"): i for i in now}
+        if now_by_id.keys() - was_by_id.keys():
+            created.add(name)
+        if was_by_id.keys() - now_by_id.keys():
+            deleted.add(name)
+        if any(_strip(was_by_id[d]) != _strip(now_by_id[d]) for d in was_by_id.keys() & now_by_id):
+            updated.add(name)
+    return {"attributeCreated": created, "attributeDeleted": deleted, "attributeUpdated": updated}
 
 
-def _strip(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _strip(instance: dict[str, Any]) -> dict[str, Any]:
     # A write that leaves everything but the timestamps alone still counts as an update
     # (the same value observed again is news to a subscriber); modifiedAt alone does not.
-    return [{k: v for k, v in i.items() if k != "modifiedAt"} for i in instances]
+    return {k: v for k, v in instance.items() if k != "modifiedAt"}
 
 
 def triggers_for(
@@ -288,7 +332,7 @@ def triggers_for(
             else None
         )
     if after is None:
-        return "entityDeleted" if "entityDeleted" in sub.triggers else None
+        return _entity_deleted(sub, entity)
     assert before is not None
     changed = _attribute_changes(before, after)
     for trigger in ("attributeCreated", "attributeUpdated", "attributeDeleted"):
@@ -301,6 +345,16 @@ def triggers_for(
     )
     if "entityUpdated" in sub.triggers and entity_changed:
         return "entityUpdated"
+    return None
+
+
+def _entity_deleted(sub: Subscription, before: StoredEntity) -> str | None:
+    """Deleting an Entity deletes its Attributes too: a Subscription to attributeDeleted
+    of one of them is notified, unless it asks for entityDeleted itself."""
+    if "entityDeleted" in sub.triggers:
+        return "entityDeleted"
+    if "attributeDeleted" in sub.triggers and _watched(sub, set(before.get("attrs", {}))):
+        return "attributeDeleted"
     return None
 
 

@@ -15,7 +15,8 @@ Queueing, drawn once::
 
 So a dead endpoint delays only its own lanes, and deliveries of one Entity to one
 endpoint are attempted in ``key`` order. Delivery is at least once: a stop, a crash or a
-lost acknowledgement means the row is sent again later.
+lost acknowledgement means the row is sent again later. ``cancel()`` forgets the
+deliveries of a deleted Subscription, so its retries hold up no lane.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ class Deliverer:
         self._backoff = (backoff_initial, backoff_max)
         self._endpoints: dict[EndpointKey, _Endpoint] = {}
         self._pending: set[int] = set()
+        self._cancelled: set[int] = set()  # keys being tried whose Subscription is gone
+        self._backing_off: dict[int, asyncio.Event] = {}  # set by cancel() to stop waiting
         self._http = HttpTransport(limit_per_host=per_endpoint_concurrency)
         self._mqtt = MqttTransport()
         self._running = False
@@ -190,6 +193,23 @@ class Deliverer:
         if self._running and lane.task is None:
             self._spawn(endpoint, lane)
 
+    def cancel(self, tenant: str, subscription_id: str) -> None:
+        """Drop the deliveries of a deleted Subscription: those queued are never tried, and
+        one being tried now is not retried (the try in progress is still reported)."""
+        for endpoint in self._endpoints.values():
+            for lane in endpoint.lanes:
+                busy = 1 if lane.task is not None else 0
+                for n, delivery in enumerate(list(lane.queue)):
+                    if (delivery.tenant, delivery.subscription_id) != (tenant, subscription_id):
+                        continue
+                    if n < busy:
+                        self._cancelled.add(delivery.key)
+                        if delivery.key in self._backing_off:
+                            self._backing_off[delivery.key].set()
+                    else:
+                        lane.queue.remove(delivery)
+                        self._pending.discard(delivery.key)
+
     def pending(self) -> int:
         """Deliveries submitted and not yet reported final."""
         return len(self._pending)
@@ -204,6 +224,7 @@ class Deliverer:
                 await self._deliver(delivery)
                 lane.queue.popleft()
                 self._pending.discard(delivery.key)
+                self._cancelled.discard(delivery.key)
         finally:
             lane.task = None
         if endpoint.is_idle() and self._endpoints.get(endpoint.key) is endpoint:
@@ -215,9 +236,21 @@ class Deliverer:
             error, retryable = await self._try(delivery)
             final = error is None or not retryable or number == self._max_attempts
             await self._report(Attempt(delivery, error is None, final, error, at))
-            if final:
+            if final or delivery.key in self._cancelled:
                 return
-            await asyncio.sleep(backoff_delay(number, *self._backoff))
+            await self._back_off(delivery.key, backoff_delay(number, *self._backoff))
+            if delivery.key in self._cancelled:
+                return
+
+    async def _back_off(self, key: int, delay: float) -> None:
+        """Waits ``delay`` seconds before a retry, or until ``cancel()`` drops the delivery."""
+        cancelled = self._backing_off[key] = asyncio.Event()
+        try:
+            await asyncio.wait_for(cancelled.wait(), delay)
+        except TimeoutError:
+            pass
+        finally:
+            del self._backing_off[key]
 
     async def _try(self, delivery: Delivery) -> tuple[str | None, bool]:
         """``(error, retryable)``; ``error`` is None on success."""

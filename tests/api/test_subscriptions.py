@@ -114,6 +114,9 @@ async def test_crud(client: httpx.AsyncClient) -> None:
         ("bad-q", {"q": "level>>1"}),
         ("bad-throttling", {"throttling": -1}),
         ("bad-id", {"id": "not a uri"}),
+        ("bad-type-selection", {"entities": [{"type": "(WaterLevel|"}]}),
+        ("bad-dataset-id", {"datasetId": "urn:ngsi-ld:Dataset:a"}),
+        ("bad-pick", {"notification": {"pick": "id"}}),
     ],
 )
 async def test_invalid_subscriptions_are_bad_request_data(
@@ -275,3 +278,78 @@ async def test_list_pages_carry_prev_and_next_links(client: httpx.AsyncClient) -
         '</ngsi-ld/v1/subscriptions?limit=1&offset=2>;rel="next";type="application/ld+json"'
         in links
     )
+
+
+async def _host_context(client: httpx.AsyncClient) -> str:
+    created = await client.post(
+        f"{API}/jsonldContexts", json={"@context": {"level": "https://example.org/level"}}
+    )
+    assert created.status_code == 201, created.text
+    details = await client.get(created.headers["location"], params={"details": "true"})
+    url: str = details.json()["URL"]
+    return url
+
+
+async def test_a_one_url_context_is_the_notification_link(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # "@context": [url] is the context url itself: notifications name it in their Link
+    # header, and the Subscription shows no jsonldContext the client did not set (046_10,
+    # 028_06). It shows the default notificationTrigger (031_01).
+    url = await _host_context(client)
+    body = {**subscription(receiver.url), "@context": [url]}
+    created = await client.post(
+        f"{API}/subscriptions", json=body, headers={"Content-Type": "application/ld+json"}
+    )
+    assert created.status_code == 201, created.text
+    await client.post(
+        f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(1))
+    )
+    await receiver.wait_for(1)
+    assert receiver.headers[0]["Link"].startswith(f"<{url}>;")
+    sub = (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).json()
+    assert "jsonldContext" not in sub
+    assert sub["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
+
+
+async def test_a_given_jsonld_context_is_shown_and_used(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    url = await _host_context(client)
+    await subscribe(client, subscription(receiver.url, jsonldContext=url))
+    sub = (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).json()
+    assert sub["jsonldContext"] == url
+    await client.post(
+        f"{API}/entities", json=entity("urn:ngsi-ld:WaterLevel:1", "WaterLevel", level=prop(1))
+    )
+    await receiver.wait_for(1)
+    assert receiver.headers[0]["Link"].startswith(f"<{url}>;")
+
+
+async def test_q_is_url_decoded(client: httpx.AsyncClient, receiver: Receiver) -> None:
+    # Clients copy query strings into Subscriptions URL-encoded (046_05).
+    await subscribe(client, subscription(receiver.url, q='name=="Eiffel%20Tower"'))
+    for n, name in enumerate(["Eiffel%20Tower", "Eiffel Tower"]):
+        await client.post(
+            f"{API}/entities", json=entity(f"urn:ngsi-ld:WaterLevel:{n}", "WaterLevel", name=name)
+        )
+    received = await receiver.wait_for(1)
+    assert received[0]["data"][0]["name"]["value"] == "Eiffel Tower"
+
+
+async def test_an_entity_type_selection_selects_entities(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Clause 4.17 in EntitySelector.type (046_16).
+    entities = [{"type": "(WaterLevel|Tower)"}]
+    await subscribe(
+        client, subscription(receiver.url, entities=entities, notificationTrigger=["entityCreated"])
+    )
+    for entity_type in ("Bridge", "Tower", "WaterLevel"):
+        await client.post(
+            f"{API}/entities", json=entity(f"urn:ngsi-ld:{entity_type}:1", entity_type)
+        )
+    received = await receiver.wait_for(2)
+    assert [n["data"][0]["type"] for n in received] == ["Tower", "WaterLevel"]
+    sub = (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).json()
+    assert sub["entities"] == [{"type": "WaterLevel,Tower"}]  # "," is OR, as "|" (clause 4.17)

@@ -261,3 +261,24 @@ async def test_stop_before_the_lanes_ran_then_start_again(
     finally:
         await deliverer.stop()
     assert [a.ok for a in attempts] == [True]
+
+
+async def test_cancel_frees_the_lane_of_a_subscription_being_retried(
+    deliverers: Callable[..., Any], attempts: Attempts, receiver: Receiver
+) -> None:
+    # One lane: the other Subscription's delivery waits behind the failing one, whose
+    # retry is 5-10 s away. Cancelling ends the wait, and the queued one is never tried.
+    receiver.script("/down", *[500] * 10)
+    deliverer = await deliverers(
+        per_endpoint_concurrency=1, max_attempts=10, backoff_initial=10, backoff_max=10
+    )
+    gone = "urn:ngsi-ld:Subscription:gone"
+    deliverer.submit(make_delivery(1, receiver.url("/down"), subscription_id=gone))
+    deliverer.submit(make_delivery(2, receiver.url("/down"), subscription_id=gone))
+    deliverer.submit(make_delivery(3, receiver.url("/up")))
+    await wait_until(lambda: len(attempts) == 1)
+    deliverer.cancel("city", gone)
+    await attempts.wait_finals(1, timeout=2)
+    assert [(a.delivery.key, a.ok) for a in attempts] == [(1, False), (3, True)]
+    assert [r.path for r in receiver.requests] == ["/down", "/up"]
+    await wait_until(lambda: deliverer.pending() == 0)
