@@ -45,8 +45,8 @@ _READ_ONLY = (
 def render_subscription(sub: Subscription, now: str, ctx: CompiledContext) -> dict[str, Any]:
     """The Subscription as given, with its state (clause 5.2.12: status, isActive, counters)
     and the defaults it got (notificationTrigger); names are compacted with the request's
-    @context, as for Entities. The @context notifications are sent with shows only if the
-    client set it (``jsonldContext``)."""
+    @context, as for Entities. The @context notifications are sent with shows as
+    ``jsonldContext`` when the client set it, or when it was created from an inline one."""
     out = {k: v for k, v in sub.body.items() if k not in ("status",)}
     out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
     if sub.entities:
@@ -89,6 +89,9 @@ async def create_subscription(request: Request) -> Response:
     rctx = await http.request_context(request, svc.contexts, body)
     tenant = http.tenant_of(request)
     context = await _notification_context(svc.contexts, body, rctx.value)
+    if isinstance(body, dict) and "jsonldContext" not in body and _is_implicit(rctx.value):
+        # clause 5.13.2: the ImplicitlyCreated @context is the Subscription's jsonldContext
+        body = {**body, "jsonldContext": context}
     sub = parse_subscription(body, rctx.compiled, tenant, context, now_iso())
     if (tenant, sub.id) in svc.notifier.subs:
         raise AlreadyExists(f"Subscription {sub.id} already exists")
@@ -97,6 +100,17 @@ async def create_subscription(request: Request) -> Response:
     return Response(
         status_code=201,
         headers={"Location": "/ngsi-ld/v1/subscriptions/" + quote(sub.id, safe=":")},
+    )
+
+
+def _is_implicit(request_context: Any) -> bool:
+    """An inline or composite @context, which City OS stores as ImplicitlyCreated."""
+    if request_context is None or isinstance(request_context, str):
+        return False
+    return not (
+        isinstance(request_context, list)
+        and len(request_context) == 1
+        and isinstance(request_context[0], str)
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,24 @@ async def test_a_given_jsonld_context_is_shown_and_used(
     )
     await receiver.wait_for(1)
     assert receiver.headers[0]["Link"].startswith(f"<{url}>;")
+
+
+async def test_an_inline_context_becomes_the_jsonld_context(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Clause 5.13.2: an inline @context is stored as ImplicitlyCreated, and the
+    # Subscription names it as its jsonldContext (suite 052_06, 053_07); a plain URL is not.
+    body = {**subscription(receiver.url), "@context": [{"level": "https://example.org/level"}]}
+    response = await client.post(
+        f"{API}/subscriptions",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/ld+json"},
+    )
+    assert response.status_code == 201, response.text
+    sub = (await client.get(f"{API}/subscriptions/urn:ngsi-ld:Subscription:river")).json()
+    listed = (await client.get(f"{API}/jsonldContexts", params={"details": "true"})).json()
+    implicit = [c["URL"] for c in listed if c["kind"] == "ImplicitlyCreated"]
+    assert implicit == [sub["jsonldContext"]]
 
 
 async def test_q_is_url_decoded(client: httpx.AsyncClient, receiver: Receiver) -> None:
