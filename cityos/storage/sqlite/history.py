@@ -182,81 +182,112 @@ def _recompute_rollup(conn: sqlite3.Connection, series: int, hour: int) -> None:
 
 
 class _Keys:
-    """Keys of temporal Entities and series, looked up (or created) within one job."""
+    """Keys of temporal Entities and series within one job: looked up with one query for
+    all the job's Entities, new ones numbered here (this thread is the only writer) and
+    written with ``executemany`` by :meth:`flush`, so a 1,000-Entity batch costs a handful
+    of statements, not a few per Entity."""
 
     def __init__(self, conn: sqlite3.Connection, tenant: str) -> None:
         self.conn = conn
         self.tenant = tenant
+        self.entities: dict[str, tuple[int, list[str]] | None] = {}
         self.series: dict[tuple[int, str, str], int] = {}
+        self._next: dict[str, int] = {}
+        self._new_entities: list[tuple[Any, ...]] = []
+        self._touched: dict[int, tuple[Any, ...]] = {}
+        self._retyped: dict[int, list[str]] = {}
+        self._new_series: list[tuple[int, int, str, str]] = []
+
+    def prefetch(self, entity_ids: Iterable[str]) -> None:
+        wanted = [i for i in dict.fromkeys(entity_ids) if i not in self.entities]
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for entity_id in chunk:
+                self.entities[entity_id] = None
+            rows = self.conn.execute(
+                "SELECT e.key, e.id, e.types, s.key, s.attr, s.dataset FROM temporal_entities e "
+                "LEFT JOIN temporal_series s ON s.entity = e.key "
+                f"WHERE e.tenant = ? AND e.id IN ({', '.join('?' * len(chunk))})",
+                [self.tenant, *chunk],
+            )
+            for key, entity_id, types, series, attr, dataset in rows:
+                if self.entities[entity_id] is None:
+                    self.entities[entity_id] = (key, _loads(types))
+                if series is not None:
+                    self.series[(key, attr, dataset)] = series
 
     def entity(self, entity_id: str) -> tuple[int, list[str]] | None:
-        """The temporal Entity's key and types; its series keys are remembered on the way."""
-        rows = self.conn.execute(
-            "SELECT e.key, e.types, s.key, s.attr, s.dataset FROM temporal_entities e "
-            "LEFT JOIN temporal_series s ON s.entity = e.key WHERE e.tenant = ? AND e.id = ?",
-            (self.tenant, entity_id),
-        ).fetchall()
-        if not rows:
-            return None
-        for key, _, series, attr, dataset in rows:
-            if series is not None:
-                self.series[(key, attr, dataset)] = series
-        return rows[0][0], _loads(rows[0][1])
+        """The temporal Entity's key and types (None if it has none yet)."""
+        if entity_id not in self.entities:
+            self.prefetch([entity_id])
+        return self.entities[entity_id]
+
+    def _key(self, table: str) -> int:
+        if table not in self._next:
+            self._next[table] = self.conn.execute(
+                f"SELECT IFNULL(max(key), 0) + 1 FROM {table}"
+            ).fetchone()[0]
+        key = self._next[table]
+        self._next[table] = key + 1
+        return key
 
     def create_entity(
         self, entity_id: str, types: list[str], scope: Any, created: str, modified: str
     ) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO temporal_entities (tenant, id, types, scope, created_at, modified_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                self.tenant,
-                entity_id,
-                _dumps(types),
-                _dumps(scope) if scope else None,
-                created,
-                modified,
-            ),
+        key = self._key("temporal_entities")
+        scope_json = _dumps(scope) if scope else None
+        self._new_entities.append(
+            (key, self.tenant, entity_id, _dumps(types), scope_json, created, modified)
         )
-        key = int(cur.lastrowid or 0)
-        self._set_types(key, types)
+        self._retyped[key] = types
+        self.entities[entity_id] = (key, types)
         return key
 
     def touch_entity(
         self, key: int, old_types: list[str], types: list[str], scope: Any, modified: str
     ) -> None:
-        self.conn.execute(
-            "UPDATE temporal_entities SET types = ?, scope = ?, modified_at = ?, deleted_at = NULL "
-            "WHERE key = ?",
-            (_dumps(types), _dumps(scope) if scope else None, modified, key),
-        )
+        scope_json = _dumps(scope) if scope else None
+        self._touched[key] = (_dumps(types), scope_json, modified, key)
         if types != old_types:
-            self.conn.execute("DELETE FROM temporal_types WHERE entity = ?", (key,))
-            self._set_types(key, types)
-
-    def _set_types(self, key: int, types: list[str]) -> None:
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO temporal_types VALUES (?, ?, ?)",
-            [(self.tenant, t, key) for t in types],
-        )
+            self._retyped[key] = types
 
     def series_key(self, entity: int, attr: str, dataset: str | None) -> int:
         wanted = (entity, attr, dataset or "")
         key = self.series.get(wanted)
         if key is None:
-            row = self.conn.execute(
-                "SELECT key FROM temporal_series WHERE entity = ? AND attr = ? AND dataset = ?",
-                wanted,
-            ).fetchone()
-            if row is None:
-                cur = self.conn.execute(
-                    "INSERT INTO temporal_series (entity, attr, dataset) VALUES (?, ?, ?)", wanted
-                )
-                key = int(cur.lastrowid or 0)
-            else:
-                key = row[0]
+            key = self._key("temporal_series")
+            self._new_series.append((key, *wanted))
             self.series[wanted] = key
         return key
+
+    def flush(self) -> None:
+        conn = self.conn
+        if self._new_entities:
+            conn.executemany(
+                "INSERT INTO temporal_entities (key, tenant, id, types, scope, created_at, "
+                "modified_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self._new_entities,
+            )
+        if self._touched:
+            conn.executemany(
+                "UPDATE temporal_entities SET types = ?, scope = ?, modified_at = ?, "
+                "deleted_at = NULL WHERE key = ?",
+                list(self._touched.values()),
+            )
+        if self._retyped:
+            conn.executemany(
+                "DELETE FROM temporal_types WHERE entity = ?", [(k,) for k in self._retyped]
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO temporal_types VALUES (?, ?, ?)",
+                [(self.tenant, t, k) for k, types in self._retyped.items() for t in types],
+            )
+        if self._new_series:
+            conn.executemany(
+                "INSERT INTO temporal_series (key, entity, attr, dataset) VALUES (?, ?, ?, ?)",
+                self._new_series,
+            )
+        self._new_entities, self._touched, self._retyped, self._new_series = [], {}, {}, []
 
 
 def record(conn: sqlite3.Connection, tenant: str, outcomes: Iterable[WriteOutcome]) -> None:
@@ -264,6 +295,8 @@ def record(conn: sqlite3.Connection, tenant: str, outcomes: Iterable[WriteOutcom
     instance that was created or changed becomes a temporal instance; a deleted Entity keeps
     its history, marked with ``deletedAt``."""
     keys = _Keys(conn, tenant)
+    outcomes = list(outcomes)
+    keys.prefetch(o.after["id"] for o in outcomes if o.after is not None)
     rows: list[_Row] = []
     for outcome in outcomes:
         after, before = outcome.after, outcome.before
@@ -303,6 +336,7 @@ def record(conn: sqlite3.Connection, tenant: str, outcomes: Iterable[WriteOutcom
                     continue
                 recorded = _us(inst.get("modifiedAt") or after["modifiedAt"])
                 rows.append(_row(keys.series_key(key, attr, inst.get("datasetId")), inst, recorded))
+    keys.flush()
     _insert_rows(conn, rows)
 
 
@@ -339,6 +373,7 @@ def add_instances(
         for attr, instances in entity.get("attrs", {}).items()
         for inst in instances
     ]
+    keys.flush()
     # An instance observed at the same time as one already kept replaces it (clause 5.6.11).
     replaced = set()
     for r in rows:
