@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityos.api import http
-from cityos.api.deps import now_iso, services
+from cityos.api.deps import existing_tenant, now_iso, services
 from cityos.api.params import parse_csv, parse_flag, parse_options, render_options
 from cityos.api.querying import View, entity_query, parse_projection, render_entities
 from cityos.core import changes
@@ -79,9 +79,7 @@ async def retrieve_entity(request: Request) -> Response:
     svc = services(request)
     accept = http.negotiate(request, allow_geo=True)
     entity_id = _entity_id(request)
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
+    tenant = await existing_tenant(request)
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     projection = parse_projection(request.query_params, rctx.compiled)
     render_options(request.query_params)  # a bad option is 400 whether or not the Entity exists
@@ -245,9 +243,7 @@ async def purge_entities(request: Request) -> Response:
     if "drop" in params and "keep" in params:
         raise BadRequestData("drop and keep cannot be used together")
     rctx = await http.request_context(request, svc.contexts)
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
+    tenant = await existing_tenant(request)
     query, _ = entity_query(
         {**params, "limit": str(svc.settings.max_limit), "local": "true"},
         rctx.compiled,

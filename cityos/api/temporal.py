@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityos.api import http
-from cityos.api.deps import now_iso, services
+from cityos.api.deps import existing_tenant, now_iso, services
 from cityos.api.params import parse_csv, parse_flag, parse_options, parse_paging
 from cityos.api.querying import entity_query_from, geo_from_body
 from cityos.core import changes
@@ -28,7 +28,7 @@ from cityos.core.entities import (
     parse_temporal_entity,
 )
 from cityos.core.geo import parse_geoq
-from cityos.core.linked import Shape, parse_shape
+from cityos.core.linked import apply_shape, parse_shape
 from cityos.core.temporal import (
     TemporalEntity,
     TemporalQuery,
@@ -70,20 +70,11 @@ def _representation(params: Mapping[str, Any]) -> tuple[str, bool]:
     return check_representation(options), "sysAttrs" in options
 
 
-def _shape(rendered: dict[str, Any], shape: Shape) -> dict[str, Any]:
-    """pick/omit (clause 4.21) on a rendered temporal Entity, by the names the client used."""
-    picked, omitted = shape.names()
-    return {
-        k: v for k, v in rendered.items() if (picked is None or k in picked) and k not in omitted
-    }
-
-
 def _temporal_query(
     params: Mapping[str, Any],
     rctx: http.RequestContext,
     representation: str,
     limit: int,
-    require_timerel: bool = False,
 ) -> TemporalQuery:
     attrs = params.get("attrs")
     if isinstance(attrs, str):
@@ -93,7 +84,6 @@ def _temporal_query(
         params,
         rctx.compiled.expand,
         aggregated=representation == "aggregatedValues",
-        require_timerel=require_timerel,
         instance_limit=limit,
     )
 
@@ -126,7 +116,7 @@ def _render(
     lang = ask.params.get("lang")
     shape = parse_shape(ask.params)
     rendered = [
-        _shape(
+        apply_shape(
             render_temporal_entity(e, rctx.compiled, ask.representation, ask.sys_attrs, tq, lang),
             shape,
         )
@@ -184,9 +174,7 @@ async def delete_temporal_entity(request: Request) -> Response:
     """DELETE /temporal/entities/{id} (clause 5.6.16)."""
     entity_id = _entity_id(request)
     svc = services(request)
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
+    tenant = await existing_tenant(request)
     await svc.store.temporal_delete_entity(tenant, entity_id, changes.delete_if_present(entity_id))
     return Response(status_code=204)
 
@@ -206,9 +194,7 @@ async def delete_attribute(request: Request) -> Response:
     if dataset_id is not None:
         check_uri(dataset_id, "datasetId")
     delete_all = parse_flag(params, "deleteAll")
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
+    tenant = await existing_tenant(request)
     await svc.store.temporal_delete_attribute(
         tenant, entity_id, attr, dataset_id, delete_all, now_iso()
     )
@@ -250,9 +236,7 @@ async def delete_instance(request: Request) -> Response:
     rctx = await http.request_context(request, svc.contexts)
     attr = _attr(request, rctx)
     instance_id = _instance_id(request)
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
+    tenant = await existing_tenant(request)
     await svc.store.temporal_delete_instance(tenant, entity_id, attr, instance_id)
     return Response(status_code=204)
 
@@ -269,9 +253,7 @@ async def retrieve(request: Request) -> Response:
     params = request.query_params
     representation, sys_attrs = _representation(params)
     tq = _temporal_query(params, rctx, representation, svc.settings.temporal_max_instances)
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
+    tenant = await existing_tenant(request)
     parse_shape(params)  # bad pick/omit is 400 whether or not the Entity exists
     entity = await svc.store.temporal_entity(tenant, entity_id, tq)
     if (
@@ -319,18 +301,12 @@ async def _answer(
     parameters, or one per EntitySelector of a POST query) selects, and renders it as
     ``ask`` says."""
     svc = services(request)
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
-    if not tenant and not await svc.store.tenant_exists(tenant):
-        entities: list[TemporalEntity] = []
-        count: int | None = 0 if paging.count else None
-    else:
-        queries: list[EntityQuery] = [
-            entity_query_from(selection, ask.rctx.compiled, tenant, geo, paging)
-            for selection in selections
-        ]
-        entities, count = await svc.store.query_temporal(queries[0], ask.tq, queries[1:])
+    tenant = await existing_tenant(request)
+    queries: list[EntityQuery] = [
+        entity_query_from(selection, ask.rctx.compiled, tenant, geo, paging)
+        for selection in selections
+    ]
+    entities, count = await svc.store.query_temporal(queries[0], ask.tq, queries[1:])
     headers = {} if count is None else {"NGSILD-Results-Count": str(count)}
     return _render(entities, ask, False, headers)
 

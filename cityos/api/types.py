@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityos.api import http
-from cityos.api.deps import services
+from cityos.api.deps import existing_tenant, services
 from cityos.api.params import parse_flag
 from cityos.errors import ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow
@@ -23,9 +23,7 @@ async def _summary(
 ) -> tuple[http.RequestContext, dict[str, int], list[AttributeSummaryRow]]:
     svc = services(request)
     accept = http.negotiate(request)
-    tenant = await http.require_tenant(
-        request, await svc.store.tenant_exists(http.tenant_of(request))
-    )
+    tenant = await existing_tenant(request)
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     return rctx, await svc.store.type_counts(tenant), await svc.store.attribute_summary(tenant)
 

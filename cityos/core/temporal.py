@@ -27,6 +27,7 @@ from cityos.errors import BadRequestData, InvalidRequest
 __all__ = [
     "AGGREGATION_METHODS",
     "Aggregated",
+    "aggregated_values",
     "Duration",
     "Stats",
     "TemporalEntity",
@@ -319,6 +320,9 @@ class Stats:
         if hi is not None:
             self.max = hi if self.max is None else max(self.max, hi)
 
+    def merge(self, other: Stats) -> None:
+        self.add(other.n, other.nn, other.sum, other.sumsq, other.min, other.max)
+
     def value(self, method: str) -> Any:
         if method == "totalCount":
             return self.n
@@ -343,6 +347,20 @@ class Stats:
 # -- what storage returns ------------------------------------------------------------------
 
 
+def aggregated_values(
+    buckets: Sequence[tuple[int, int, Stats]], methods: Sequence[str]
+) -> dict[str, list[list[Any]]]:
+    """Per method, the ``[value, periodStart, periodEnd]`` triples of the buckets."""
+    bounds = [(format_time(start), format_time(end)) for start, end, _ in buckets]
+    return {
+        method: [
+            [stats.value(method), *bound]
+            for (_, _, stats), bound in zip(buckets, bounds, strict=True)
+        ]
+        for method in methods
+    }
+
+
 @dataclass(slots=True)
 class Aggregated:
     """One attribute and datasetId aggregated (clause 4.5.19): per method, the
@@ -351,24 +369,6 @@ class Aggregated:
     attr_type: str
     dataset_id: str | None
     values: dict[str, list[list[Any]]]
-
-    @classmethod
-    def from_stats(
-        cls,
-        attr_type: str,
-        dataset_id: str | None,
-        buckets: Sequence[tuple[int, int, Stats]],
-        methods: Sequence[str],
-    ) -> Aggregated:
-        bounds = [(format_time(start), format_time(end)) for start, end, _ in buckets]
-        values = {
-            method: [
-                [stats.value(method), *bound]
-                for (_, _, stats), bound in zip(buckets, bounds, strict=True)
-            ]
-            for method in methods
-        }
-        return cls(attr_type, dataset_id, values)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from cityos.core.temporal import (
     Stats,
     TemporalEntity,
     TemporalQuery,
+    aggregated_values,
     format_time,
     parse_time,
     periods,
@@ -78,12 +79,6 @@ def instance_key(instance_id: str) -> int:
         return int(instance_id[len(INSTANCE_PREFIX) :])
     except ValueError:
         raise ResourceNotFound(f"Attribute instance {instance_id} does not exist") from None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -170,13 +165,17 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[_Row]) -> None:
         )
 
 
+# What one period of instances adds up to (the columns of temporal_rollups after its keys).
+_STATS_SQL = "count(*), count(num), total(num), total(num * num), min(num), max(num)"
+_DISTINCT_SQL = "count(DISTINCT json_extract(doc, '$.value'))"
+
+
 def _recompute_rollup(conn: sqlite3.Connection, series: int, hour: int) -> None:
     """After an instance was changed or removed: its hour's rollup from the instances."""
     conn.execute("DELETE FROM temporal_rollups WHERE series = ? AND hour = ?", (series, hour))
     conn.execute(
-        "INSERT INTO temporal_rollups SELECT series, ?, count(*), count(num), total(num), "
-        "total(num * num), min(num), max(num) FROM temporal_instances "
-        "WHERE series = ? AND ts >= ? AND ts < ? AND observed = 1 GROUP BY series",
+        f"INSERT INTO temporal_rollups SELECT series, ?, {_STATS_SQL} FROM temporal_instances "
+        f"WHERE series = ? AND ts >= ? AND ts < ? AND observed = {OBSERVED} GROUP BY series",
         (hour, series, hour * HOUR_US, (hour + 1) * HOUR_US),
     )
 
@@ -390,13 +389,18 @@ def add_instances(
     return found is None
 
 
-def _entity_key(conn: sqlite3.Connection, tenant: str, entity_id: str) -> int:
+def _find_entity_key(conn: sqlite3.Connection, tenant: str, entity_id: str) -> int | None:
     row = conn.execute(
         "SELECT key FROM temporal_entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
     ).fetchone()
-    if row is None:
+    return None if row is None else int(row[0])
+
+
+def _entity_key(conn: sqlite3.Connection, tenant: str, entity_id: str) -> int:
+    key = _find_entity_key(conn, tenant, entity_id)
+    if key is None:
         raise ResourceNotFound(f"Temporal Entity {entity_id} does not exist")
-    return int(row[0])
+    return key
 
 
 def _drop_series(conn: sqlite3.Connection, series: Sequence[int]) -> None:
@@ -410,14 +414,9 @@ def delete_entity(
     conn: sqlite3.Connection, tenant: str, entity_id: str, must_exist: bool = True
 ) -> None:
     """Clause 5.6.16: the temporal representation goes, with all its instances."""
-    row = conn.execute(
-        "SELECT key FROM temporal_entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
-    ).fetchone()
-    if row is None:
-        if must_exist:
-            raise ResourceNotFound(f"Temporal Entity {entity_id} does not exist")
+    if not must_exist and _find_entity_key(conn, tenant, entity_id) is None:
         return
-    key = row[0]
+    key = _entity_key(conn, tenant, entity_id)
     series = [
         r[0] for r in conn.execute("SELECT key FROM temporal_series WHERE entity = ?", (key,))
     ]
@@ -456,7 +455,8 @@ def delete_attribute(
 
 def _instance(
     conn: sqlite3.Connection, ref: AttrRef, instance_id: str
-) -> tuple[int, int, int, int, bytes]:
+) -> tuple[int, int, int, int, int, bytes]:
+    """(key, series, ts, observed, created_at, doc) of one instance of the attribute."""
     entity_id, attr = ref.entity_id, ref.attr
     entity = _entity_key(conn, ref.tenant, entity_id)
     if (
@@ -467,19 +467,19 @@ def _instance(
     ):
         raise ResourceNotFound(f"Temporal Entity {entity_id} has no attribute {attr}")
     row = conn.execute(
-        "SELECT i.key, i.series, i.ts, i.observed, i.doc FROM temporal_instances i "
+        "SELECT i.key, i.series, i.ts, i.observed, i.created_at, i.doc FROM temporal_instances i "
         "JOIN temporal_series s ON s.key = i.series "
         "WHERE i.key = ? AND s.entity = ? AND s.attr = ?",
         (instance_key(instance_id), entity, attr),
     ).fetchone()
     if row is None:
         raise ResourceNotFound(f"Attribute instance {instance_id} does not exist")
-    return row[0], row[1], row[2], row[3], row[4]
+    return row[0], row[1], row[2], row[3], row[4], row[5]
 
 
 def delete_instance(conn: sqlite3.Connection, ref: AttrRef, instance_id: str) -> None:
     """Clause 5.6.15."""
-    key, series, ts, observed, _ = _instance(conn, ref, instance_id)
+    key, series, ts, observed, _, _ = _instance(conn, ref, instance_id)
     conn.execute("DELETE FROM temporal_instances WHERE key = ?", (key,))
     if observed == OBSERVED:
         _recompute_rollup(conn, series, ts // HOUR_US)
@@ -489,7 +489,7 @@ def modify_instance(
     conn: sqlite3.Connection, ref: AttrRef, instance_id: str, fragment: StoredAttribute, now: str
 ) -> None:
     """Clause 5.6.14: the members given replace those of the instance; its datasetId stays."""
-    key, series, ts, observed, doc = _instance(conn, ref, instance_id)
+    key, series, ts, observed, created, doc = _instance(conn, ref, instance_id)
     inst = _loads(doc)
     dataset = inst.get("datasetId")
     inst.update({k: v for k, v in fragment.items() if k not in _SYS})
@@ -497,9 +497,6 @@ def modify_instance(
         inst.pop("datasetId", None)
     else:
         inst["datasetId"] = dataset
-    created = conn.execute(
-        "SELECT created_at FROM temporal_instances WHERE key = ?", (key,)
-    ).fetchone()[0]
     new = _row(series, inst, created)
     conn.execute(
         "UPDATE temporal_instances SET ts = ?, observed = ?, modified_at = ?, num = ?, doc = ? "
@@ -522,12 +519,20 @@ class _Series:
     dataset: str | None
 
 
-def _series(conn: sqlite3.Connection, entity: int, attrs: Sequence[str]) -> list[_Series]:
+def _series(conn: sqlite3.Connection, entity: int, tq: TemporalQuery | None) -> list[_Series]:
+    """The Entity's series, only those of the query's ``attrs`` and ``datasetId`` if given."""
     rows = conn.execute(
         "SELECT key, attr, dataset FROM temporal_series WHERE entity = ? ORDER BY key", (entity,)
     )
     out = [_Series(r[0], r[1], r[2] or None) for r in rows]
-    return [s for s in out if not attrs or s.attr in attrs]
+    if tq is None:
+        return out
+    return [
+        s
+        for s in out
+        if (not tq.attrs or s.attr in tq.attrs)
+        and (tq.dataset_ids is None or s.dataset in tq.dataset_ids)
+    ]
 
 
 def _kind_sql(tq: TemporalQuery, window: bool) -> str:
@@ -623,16 +628,13 @@ def read_entities(
     entities = [_entity_row(row) for row in rows]
     if tq.aggregated:
         for row, entity in zip(rows, entities, strict=True):
-            series = [s for s in _series(conn, row[0], tq.attrs) if _wanted(s, tq)]
-            _aggregate_entity(conn, entity, series, tq)
+            _aggregate_entity(conn, entity, _series(conn, row[0], tq), tq)
         return entities
     found: list[_Found] = []
     cuts: list[int] = []
     for row in rows:
         per_entity: _Found = []
-        for s in _series(conn, row[0], tq.attrs):
-            if not _wanted(s, tq):
-                continue
+        for s in _series(conn, row[0], tq):
             instances, cut = _instances(conn, s, tq)
             if cut is not None:
                 cuts.append(cut)
@@ -653,24 +655,20 @@ def _keep(
 ) -> None:
     """Puts the instances inside the response's range into ``entity``, in time order."""
     backwards = tq.last_n is not None
+    by_attr: dict[str, list[tuple[int, StoredAttribute]]] = {}
     for attr, instances in found:
         kept = [
             (at, inst)
             for at, inst in instances
             if limit_at is None or (at >= limit_at if backwards else at <= limit_at)
         ]
-        entity.attrs.setdefault(attr, []).extend(inst for _, inst in kept)
+        by_attr.setdefault(attr, []).extend(kept)
         times.extend(at for at, _ in kept)
-    # An attribute emptied by the range stays, empty, so the client sees it was cut.
-    entity.attrs = {a: i for a, i in entity.attrs.items() if i or limit_at is not None}
-    column = _TIME_COLUMN[tq.timeproperty]
-    for attr_instances in entity.attrs.values():
-        if len({i.get("datasetId") for i in attr_instances}) > 1:
-            attr_instances.sort(key=lambda i: _sort_time(i, column))
-
-
-def _wanted(series: _Series, tq: TemporalQuery) -> bool:
-    return tq.dataset_ids is None or series.dataset in tq.dataset_ids
+    for attr, pairs in by_attr.items():
+        # An attribute emptied by the range stays, empty, so the client sees it was cut.
+        if pairs or limit_at is not None:
+            pairs.sort(key=lambda pair: pair[0])  # datasets of one attribute interleave
+            entity.attrs[attr] = [inst for _, inst in pairs]
 
 
 def _content_range(tq: TemporalQuery, times: list[int], limit_at: int) -> tuple[str, str, str]:
@@ -684,20 +682,11 @@ def _content_range(tq: TemporalQuery, times: list[int], limit_at: int) -> tuple[
     return format_time(first), format_time(limit_at), "*"
 
 
-def _sort_time(inst: StoredAttribute, column: str) -> int:
-    if column == "ts":
-        at = inst.get("observedAt") or inst.get("deletedAt")
-        return _us(at) if isinstance(at, str) else _us(inst["createdAt"])
-    return _us(inst["createdAt" if column == "created_at" else "modifiedAt"])
-
-
 def has_instances(conn: sqlite3.Connection, entity: int, tq: TemporalQuery) -> bool:
     """Whether the query's window holds any instance of the Entity's wanted attributes."""
     column = _TIME_COLUMN[tq.timeproperty]
     where, params = _window_sql(tq, column)
-    for s in _series(conn, entity, tq.attrs):
-        if not _wanted(s, tq):
-            continue
+    for s in _series(conn, entity, tq):
         if conn.execute(
             f"SELECT 1 FROM temporal_instances WHERE series = ?{where} LIMIT 1", [s.key, *params]
         ).fetchone():
@@ -717,7 +706,7 @@ def latest_state(conn: sqlite3.Connection, row: Sequence[Any]) -> StoredEntity:
     }
     if row[3]:
         entity["scope"] = _loads(row[3])
-    for s in _series(conn, row[0], ()):
+    for s in _series(conn, row[0], None):
         found = conn.execute(
             "SELECT doc, created_at, modified_at FROM temporal_instances "
             "WHERE series = ? AND observed < 2 ORDER BY ts DESC, key DESC LIMIT 1",
@@ -772,7 +761,7 @@ def _aggregate_entity(
         if values is None:
             buckets = _aggregate_series(conn, s.key, spans, tq, column)
             if buckets:
-                values = Aggregated.from_stats("", None, buckets, tq.aggr_methods).values
+                values = aggregated_values(buckets, tq.aggr_methods)
         if not values or not next(iter(values.values())):
             continue
         attr_type = conn.execute(
@@ -884,13 +873,8 @@ def _from_rollups(
         tail: dict[int, Stats] = {}
         plain = TemporalQuery(timerel="between")
         _from_instances(conn, series, "ts", (full_end * HOUR_US, end, end), plain, tail)
-
         if 0 in tail:
-            p = (full_end * HOUR_US - start) // length
-            stats = tail[0]
-            out.setdefault(p, Stats()).add(
-                stats.n, stats.nn, stats.sum, stats.sumsq, stats.min, stats.max
-            )
+            out.setdefault((full_end * HOUR_US - start) // length, Stats()).merge(tail[0])
 
 
 def _from_instances(
@@ -906,8 +890,7 @@ def _from_instances(
     observed_only = _kind_sql(tq, True)
     distinct = "distinctCount" in tq.aggr_methods
     rows = conn.execute(
-        f"SELECT ({column} - ?) / ?, count(*), count(num), total(num), total(num * num), "
-        f"min(num), max(num), {'count(DISTINCT json_extract(doc, ' + chr(39) + '$.value' + chr(39) + '))' if distinct else '0'} "
+        f"SELECT ({column} - ?) / ?, {_STATS_SQL}, {_DISTINCT_SQL if distinct else '0'} "
         f"FROM temporal_instances WHERE series = ? AND {column} >= ? AND {column} < ?"
         f"{observed_only} GROUP BY 1",
         (start, max(length, 1), series, start, end),

@@ -196,9 +196,7 @@ class SQLiteStore:
 
     async def write(self, tenant: str, entity_id: str, change: Change) -> WriteOutcome:
         outcome = (await self.write_many(tenant, [(entity_id, change)]))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return _raised(outcome)
 
     async def write_many(
         self, tenant: str, changes: Sequence[tuple[str, Change]]
@@ -252,20 +250,6 @@ class SQLiteStore:
 
     # -- temporal history (storage/sqlite/history.py) ------------------------------------
 
-    async def _temporal_job(self, tenant: str, job: Callable[[sqlite3.Connection], Any]) -> Any:
-        known = tenant in self._tenants
-
-        def run(conn: sqlite3.Connection) -> Any:
-            if not known:
-                conn.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?)", (tenant, now_iso()))
-            return job(conn)
-
-        result = await self._writer.run(run)
-        if isinstance(result, Exception):
-            raise result
-        self._tenants.add(tenant)
-        return result
-
     async def temporal_add(
         self, tenant: str, entity: StoredEntity, change: Change, must_exist: bool
     ) -> bool:
@@ -276,10 +260,8 @@ class SQLiteStore:
             existed = bool(outcomes) and outcomes[0].before is not None
             created.append(history.add_instances(conn, tenant, entity, must_exist and not existed))
 
-        outcome = (await self._write_job(tenant, [(entity["id"], change)], then))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        self._tenants.add(tenant)
+        _raised((await self._write_job(tenant, [(entity["id"], change)], then))[0])
+        self._tenants.add(tenant)  # the history is there even when no current Entity is
         return created[0]
 
     async def temporal_delete_entity(self, tenant: str, entity_id: str, change: Change) -> None:
@@ -287,9 +269,7 @@ class SQLiteStore:
             # The current Entity alone (history was off) is deleted too.
             history.delete_entity(conn, tenant, entity_id, must_exist=not outcomes)
 
-        outcome = (await self._write_job(tenant, [(entity_id, change)], then))[0]
-        if isinstance(outcome, Exception):
-            raise outcome
+        _raised((await self._write_job(tenant, [(entity_id, change)], then))[0])
 
     async def temporal_delete_attribute(
         self,
@@ -300,8 +280,8 @@ class SQLiteStore:
         delete_all: bool,
         now: str,
     ) -> None:
-        await self._temporal_job(
-            tenant,
+        # These need an existing temporal Entity, so its tenant exists already.
+        await self._writer.run(
             lambda c: history.delete_attribute(
                 c, history.AttrRef(tenant, entity_id, attr), dataset_id, delete_all, now
             ),
@@ -310,8 +290,7 @@ class SQLiteStore:
     async def temporal_delete_instance(
         self, tenant: str, entity_id: str, attr: str, instance_id: str
     ) -> None:
-        await self._temporal_job(
-            tenant,
+        await self._writer.run(
             lambda c: history.delete_instance(
                 c, history.AttrRef(tenant, entity_id, attr), instance_id
             ),
@@ -326,8 +305,7 @@ class SQLiteStore:
         fragment: StoredAttribute,
         now: str,
     ) -> None:
-        await self._temporal_job(
-            tenant,
+        await self._writer.run(
             lambda c: history.modify_instance(
                 c, history.AttrRef(tenant, entity_id, attr), instance_id, fragment, now
             ),
@@ -353,20 +331,25 @@ class SQLiteStore:
         expressions, idPattern, ``q``, ``scopeQ`` and ``geoQ`` are then tested on each
         candidate, the last three on its newest state."""
         found: dict[int, Any] = {}
+        latest: dict[int, StoredEntity] = {}  # newest states read by the filters, reused
         for selection in (query, *alternatives):
-            for row in self._temporal_candidates(selection, tq):
+            for row in self._temporal_candidates(selection, tq, latest):
                 found.setdefault(row[0], row)
         matched = [found[key] for key in sorted(found)]
         if query.order_by:
             states = {row[1]: row for row in matched}
-            latest_states = [history.latest_state(self.reader, row) for row in matched]
-            ordered = sort_entities(latest_states, query.order_by)
+            for row in matched:
+                if row[0] not in latest:
+                    latest[row[0]] = history.latest_state(self.reader, row)
+            ordered = sort_entities([latest[row[0]] for row in matched], query.order_by)
             matched = [states[e["id"]] for e in ordered]
         page = matched[query.offset : query.offset + query.limit]
         entities = history.read_entities(self.reader, page, tq)
         return entities, len(matched) if query.count else None
 
-    def _temporal_candidates(self, query: EntityQuery, tq: TemporalQuery) -> list[Any]:
+    def _temporal_candidates(
+        self, query: EntityQuery, tq: TemporalQuery, latest: dict[int, StoredEntity]
+    ) -> list[Any]:
         sql = f"SELECT {history.ENTITY_COLUMNS} FROM temporal_entities WHERE tenant = ?"
         params: list[Any] = [query.tenant]
         if query.ids:
@@ -379,7 +362,7 @@ class SQLiteStore:
                 f"AND type IN ({', '.join('?' * len(names))}))"
             )
             params.extend([query.tenant, *names])
-        matches = _TemporalFilter(self.reader, query, tq, names)
+        matches = _TemporalFilter(self.reader, query, tq, names, latest)
         rows = self.reader.execute(sql + " ORDER BY key", params).fetchall()
         return [row for row in rows if matches(row)]
 
@@ -542,6 +525,13 @@ class SQLiteStore:
         return [ContextEntry(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
 
 
+def _raised(outcome: WriteOutcome | Exception) -> WriteOutcome:
+    """One change's outcome, or the error it refused with, raised."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 class _TemporalFilter:
     """What the indexes could not select of a temporal query: type expressions, idPattern,
     instances in the window, and q, scopeQ and geoQ on the Entity's newest state."""
@@ -552,8 +542,9 @@ class _TemporalFilter:
         query: EntityQuery,
         tq: TemporalQuery,
         names: tuple[str, ...] | None,
+        latest: dict[int, StoredEntity],
     ) -> None:
-        self.conn, self.query, self.tq = conn, query, tq
+        self.conn, self.query, self.tq, self.latest = conn, query, tq, latest
         self.by_expression = query.types is not None and not names
         self.pattern = re.compile(query.id_pattern) if query.id_pattern else None
         self.geo = (
@@ -574,7 +565,9 @@ class _TemporalFilter:
             return False
         if query.q is None and query.scope_q is None and self.geo is None:
             return True
-        latest = history.latest_state(self.conn, row)
+        latest = self.latest.get(row[0])
+        if latest is None:
+            latest = self.latest[row[0]] = history.latest_state(self.conn, row)
         return (
             (query.q is None or match_q(latest, query.q))
             and (query.scope_q is None or match_scope(latest, query.scope_q))
