@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,12 +42,13 @@ from cityos.core.subscriptions import Subscription, triggers_for
 from cityos.notify.delivery import Attempt, Deliverer, Delivery
 from cityos.storage.base import EntityQuery, WriteOutcome
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "restore_subscriptions", "serialize_notification", "stored_form"]
 
 log = logging.getLogger(__name__)
 _BATCH = 500
 _PERIODIC_BASE = 1 << 62  # keys of timeInterval notifications, which have no outbox row
 _FORMATS = {"simplified": "keyValues"}
+Parser = Callable[..., Subscription]  # parse_subscription and its kin
 
 
 @dataclass
@@ -236,7 +237,6 @@ class Notifier:
             data = [apply_shape(self._data(p, sub, ctx, opts), sub.shape) for p in payloads]
         else:  # Linked Entity Retrieval in notifications (clause 5.2.14)
             data = await self._joined(sub, payloads, ctx, opts, join)
-        accept = notification["endpoint"].get("accept", "application/json")
         body: dict[str, Any] = {
             "id": notification_id,
             "type": "Notification",
@@ -244,24 +244,7 @@ class Notifier:
             "notifiedAt": now_iso(),
             "data": data,
         }
-        headers = {
-            "Content-Type": "application/json" if accept == "application/geo+json" else accept
-        }
-        context_url = sub.context if isinstance(sub.context, str) else CORE_CONTEXT_URL
-        if accept == "application/ld+json":  # each Entity carries its @context (clause 5.3.1)
-            ld_context = sub.context if sub.context is not None else CORE_CONTEXT_URL
-            body["@context"] = ld_context
-            for item in data:
-                item["@context"] = ld_context
-        else:
-            headers["Link"] = (
-                f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
-            )
-        if sub.tenant:
-            headers["NGSILD-Tenant"] = sub.tenant
-        for item in notification["endpoint"].get("receiverInfo", []):
-            headers[item["key"]] = str(item["value"])
-        return orjson.dumps(body), headers
+        return serialize_notification(sub, body)
 
     async def _joined(
         self, sub: Subscription, payloads: list[Any], ctx: Any, opts: RenderOptions, join: Join
@@ -408,6 +391,44 @@ def _queries(sub: Subscription) -> list[EntityQuery]:
 
 def stored_form(sub: Subscription) -> dict[str, Any]:
     return {"body": sub.body, "context": sub.context, "status": sub.status}
+
+
+async def restore_subscriptions(
+    rows: list[tuple[str, str, Any]], registry: ContextRegistry, parse: Parser
+) -> list[Subscription]:
+    """The subscriptions of ``rows`` (tenant, id, :func:`stored_form`) parsed again by
+    ``parse``, with their state, as they were at the stop."""
+    out = []
+    for tenant, _, doc in rows:
+        ctx = await registry.compile(doc["context"])
+        sub = parse(doc["body"], ctx, tenant, doc["context"], now="")
+        sub.status = doc.get("status", {})
+        out.append(sub)
+    return out
+
+
+def serialize_notification(sub: Subscription, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The body of a Notification (clause 5.3.1) or CsourceNotification (clause 5.3.2) as
+    sent to the subscription's endpoint, and its HTTP headers: the @context as a Link, or
+    in the body and each item of ``data`` for JSON-LD; the tenant, and receiverInfo."""
+    endpoint = sub.body["notification"]["endpoint"]
+    accept = endpoint.get("accept", "application/json")
+    headers = {"Content-Type": "application/json" if accept == "application/geo+json" else accept}
+    context_url = sub.context if isinstance(sub.context, str) else CORE_CONTEXT_URL
+    if accept == "application/ld+json":  # each item carries its @context (clause 5.3.1)
+        ld_context = sub.context if sub.context is not None else CORE_CONTEXT_URL
+        body["@context"] = ld_context
+        for item in body["data"]:
+            item["@context"] = ld_context
+    else:
+        headers["Link"] = (
+            f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+        )
+    if sub.tenant:
+        headers["NGSILD-Tenant"] = sub.tenant
+    for item in endpoint.get("receiverInfo", []):
+        headers[item["key"]] = str(item["value"])
+    return orjson.dumps(body), headers
 
 
 _PREVIOUS_MEMBER = {

@@ -24,13 +24,13 @@ from cityos.core.subscriptions import (
     DEFAULT_TRIGGERS,
     EntitySelector,
     Subscription,
-    apply_members,
+    apply_fragment,
     parse_subscription,
 )
 from cityos.errors import AlreadyExists, BadRequestData, InvalidRequest, ResourceNotFound
 from cityos.notifier import stored_form
 
-__all__ = ["ROUTES", "render_subscription"]
+__all__ = ["ROUTES", "notification_context", "page_links", "render_subscription"]
 
 _READ_ONLY = (
     "status",
@@ -88,10 +88,7 @@ async def create_subscription(request: Request) -> Response:
     body = await http.read_json(request, svc.settings.max_body_bytes)
     rctx = await http.request_context(request, svc.contexts, body)
     tenant = http.tenant_of(request)
-    context = await _notification_context(svc.contexts, body, rctx.value)
-    if isinstance(body, dict) and "jsonldContext" not in body and _is_implicit(rctx.value):
-        # clause 5.13.2: the ImplicitlyCreated @context is the Subscription's jsonldContext
-        body = {**body, "jsonldContext": context}
+    body, context = await notification_context(svc.contexts, body, rctx.value)
     sub = parse_subscription(body, rctx.compiled, tenant, context, now_iso())
     if (tenant, sub.id) in svc.notifier.subs:
         raise AlreadyExists(f"Subscription {sub.id} already exists")
@@ -101,6 +98,15 @@ async def create_subscription(request: Request) -> Response:
         status_code=201,
         headers={"Location": "/ngsi-ld/v1/subscriptions/" + quote(sub.id, safe=":")},
     )
+
+
+async def notification_context(registry: Any, body: Any, request_context: Any) -> tuple[Any, Any]:
+    """The @context of a new subscription's notifications, and its body with that context
+    as ``jsonldContext`` when it is an ImplicitlyCreated one (clause 5.13.2)."""
+    context = await _notification_context(registry, body, request_context)
+    if isinstance(body, dict) and "jsonldContext" not in body and _is_implicit(request_context):
+        body = {**body, "jsonldContext": context}
+    return body, context
 
 
 def _is_implicit(request_context: Any) -> bool:
@@ -145,13 +151,13 @@ async def list_subscriptions(request: Request) -> Response:
         for s in subs[paging.offset : paging.offset + paging.limit]
     ]
     headers = {"NGSILD-Results-Count": str(len(subs))} if paging.count else {}
-    links = _page_links("/ngsi-ld/v1/subscriptions", paging.limit, paging.offset, len(subs))
+    links = page_links("/ngsi-ld/v1/subscriptions", paging.limit, paging.offset, len(subs))
     if links:
         headers["Link"] = links
     return http.json_response(page, rctx, headers=headers)
 
 
-def _page_links(path: str, limit: int, offset: int, total: int) -> str:
+def page_links(path: str, limit: int, offset: int, total: int) -> str:
     """Link headers to the previous and next pages (clause 6.3.13)."""
     links = []
     if offset > 0:
@@ -180,14 +186,7 @@ async def update_subscription(request: Request) -> Response:
     body = await http.read_json(request, svc.settings.max_body_bytes)
     rctx = await http.request_context(request, svc.contexts, body)
     sub = _find(request)
-    fragment = {k: v for k, v in body.items() if k != "@context"}
-    if (
-        not fragment
-        or fragment.get("id", sub.id) != sub.id
-        or fragment.get("type", "Subscription") != "Subscription"
-    ):
-        raise BadRequestData("The fragment is empty or names another Subscription")
-    updated = apply_members(sub, fragment, rctx.compiled, now_iso())
+    updated = apply_fragment(sub, body, rctx.compiled, now_iso())
     await svc.store.save_subscription(sub.tenant, sub.id, stored_form(updated))
     svc.notifier.put(updated)
     return Response(status_code=204)

@@ -30,6 +30,8 @@ __all__ = [
     "TRIGGERS",
     "EntitySelector",
     "Subscription",
+    "apply_fragment",
+    "apply_members",
     "parse_subscription",
     "triggers_for",
 ]
@@ -121,10 +123,26 @@ def parse_subscription(
     return apply_members(sub, body, ctx, now)
 
 
+def apply_fragment(sub: Subscription, body: Any, ctx: CompiledContext, now: str) -> Subscription:
+    """A PATCH of the Subscription (clauses 5.8.2, 5.11.3): ``body`` less its @context must
+    give some member and name no other Subscription."""
+    _require(isinstance(body, dict), "A Subscription fragment must be a JSON object")
+    fragment = {k: v for k, v in body.items() if k != "@context"}
+    _require(
+        bool(fragment)
+        and fragment.get("id", sub.id) == sub.id
+        and fragment.get("type", "Subscription") == "Subscription",
+        "The fragment is empty or names another Subscription",
+    )
+    return apply_members(sub, fragment, ctx, now)
+
+
 def apply_members(
     sub: Subscription, body: dict[str, Any], ctx: CompiledContext, now: str
 ) -> Subscription:
-    """The Subscription with the members of ``body`` (all of them, or a PATCH fragment) applied."""
+    """The Subscription with the members of ``body`` (all of them, or a PATCH fragment)
+    applied. A member the fragment does not give keeps its parsed form: its names were
+    expanded with the @context it came with, which need not be this request's."""
     sub = replace(sub, body={**sub.body, **body})
     full = sub.body
     _require(
@@ -133,15 +151,12 @@ def apply_members(
     )
     sub = replace(
         sub,
-        entities=_selectors(full.get("entities"), ctx),
-        watched=_names(full, "watchedAttributes", ctx),
+        **_named_members(body, ctx),
         triggers=_triggers(full.get("notificationTrigger")),
-        q=expand_q(parse_q(_decoded(full["q"], "q")), ctx.expand) if full.get("q") else None,
         scope_q=parse_scope_q(_decoded(full["scopeQ"], "scopeQ")) if full.get("scopeQ") else None,
-        geo_q=_geo(full.get("geoQ"), ctx),
         time_interval=_positive(full, "timeInterval"),
         throttling=_positive(full, "throttling"),
-        expires_at=_expires(full.get("expiresAt"), now),
+        expires_at=_expires(full.get("expiresAt"), now) if "expiresAt" in body else sub.expires_at,
         is_active=_bool(full.get("isActive", True), "isActive"),
         dataset_ids=_dataset_ids(full.get("datasetId")),
     )
@@ -154,10 +169,25 @@ def apply_members(
     )
     notification: Any = full.get("notification")
     _check_notification(notification)
-    attributes = _names(notification, "attributes", ctx)
-    sub.attributes = tuple(sorted(attributes)) if attributes is not None else None
-    sub.shape = parse_shape(notification)
+    if "notification" in body:
+        attributes = _names(notification, "attributes", ctx)
+        sub.attributes = tuple(sorted(attributes)) if attributes is not None else None
+        sub.shape = parse_shape(notification)
     return sub
+
+
+def _named_members(body: dict[str, Any], ctx: CompiledContext) -> dict[str, Any]:
+    """The parsed members that hold names, expanded with ``ctx``: those ``body`` gives."""
+    out: dict[str, Any] = {}
+    if "entities" in body:
+        out["entities"] = _selectors(body["entities"], ctx)
+    if "watchedAttributes" in body:
+        out["watched"] = _names(body, "watchedAttributes", ctx)
+    if "q" in body:
+        out["q"] = expand_q(parse_q(_decoded(body["q"], "q")), ctx.expand) if body["q"] else None
+    if "geoQ" in body:
+        out["geo_q"] = _geo(body["geoQ"], ctx)
+    return out
 
 
 def _decoded(text: Any, key: str) -> str:

@@ -40,6 +40,9 @@ __all__ = ["SQLiteStore"]
 Listener = Callable[[str, list[WriteOutcome]], list[tuple[str, str, str, str]]]
 _loads = orjson.loads
 _dumps = orjson.dumps
+# The table of each kind of subscription and the table of its notification outbox.
+_ENTITY_SUBS = ("subscriptions", "notification_outbox")
+_CSOURCE_SUBS = ("csource_subscriptions", "csource_notification_outbox")
 
 
 class SQLiteStore:
@@ -407,40 +410,60 @@ class SQLiteStore:
     # -- subscriptions and their notification outbox ------------------------------------
 
     async def save_subscription(self, tenant: str, sub_id: str, doc: Any) -> None:
-        values = (tenant, sub_id, _dumps(doc).decode())
-        await self._writer.run(
-            lambda c: c.execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?)", values)
-        )
+        await self._save_subscription(_ENTITY_SUBS, tenant, sub_id, doc)
 
     async def delete_subscription(self, tenant: str, sub_id: str) -> None:
+        await self._delete_subscription(_ENTITY_SUBS, tenant, sub_id)
+
+    async def load_subscriptions(self) -> list[tuple[str, str, Any]]:
+        return self._load_subscriptions(_ENTITY_SUBS)
+
+    async def pending_notifications(
+        self, after_key: int, limit: int
+    ) -> list[tuple[int, str, str, str, Any]]:
+        return self._pending(_ENTITY_SUBS, after_key, limit)
+
+    async def finish_notifications(self, keys: Sequence[int]) -> None:
+        await self._finish(_ENTITY_SUBS, keys)
+
+    # The same for either kind of subscription: its table and its outbox table. Table names
+    # come from the constants below, never from a request.
+
+    async def _save_subscription(
+        self, tables: tuple[str, str], tenant: str, sub_id: str, doc: Any
+    ) -> None:
+        values = (tenant, sub_id, _dumps(doc).decode())
+        sql = f"INSERT OR REPLACE INTO {tables[0]} VALUES (?, ?, ?)"
+        await self._writer.run(lambda c: c.execute(sql, values))
+
+    async def _delete_subscription(self, tables: tuple[str, str], tenant: str, sub_id: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, sub_id))
+            conn.execute(f"DELETE FROM {tables[0]} WHERE tenant = ? AND id = ?", (tenant, sub_id))
             conn.execute(
-                "DELETE FROM notification_outbox WHERE tenant = ? AND subscription_id = ?",
+                f"DELETE FROM {tables[1]} WHERE tenant = ? AND subscription_id = ?",
                 (tenant, sub_id),
             )
 
         await self._writer.run(job)
 
-    async def load_subscriptions(self) -> list[tuple[str, str, Any]]:
-        rows = self.reader.execute("SELECT tenant, id, doc FROM subscriptions")
+    def _load_subscriptions(self, tables: tuple[str, str]) -> list[tuple[str, str, Any]]:
+        rows = self.reader.execute(f"SELECT tenant, id, doc FROM {tables[0]}")
         return [(r[0], r[1], _loads(r[2])) for r in rows]
 
-    async def pending_notifications(
-        self, after_key: int, limit: int
+    def _pending(
+        self, tables: tuple[str, str], after_key: int, limit: int
     ) -> list[tuple[int, str, str, str, Any]]:
+        # Both outboxes have the columns key, tenant, subscription id, the id of what
+        # changed (an Entity or a registration) and the payload, in this order.
         rows = self.reader.execute(
-            "SELECT key, tenant, subscription_id, entity_id, payload FROM notification_outbox "
-            "WHERE key > ? ORDER BY key LIMIT ?",
-            (after_key, limit),
+            f"SELECT * FROM {tables[1]} WHERE key > ? ORDER BY key LIMIT ?", (after_key, limit)
         )
         return [(r[0], r[1], r[2], r[3], _loads(r[4])) for r in rows]
 
-    async def finish_notifications(self, keys: Sequence[int]) -> None:
+    async def _finish(self, tables: tuple[str, str], keys: Sequence[int]) -> None:
         params = [(k,) for k in keys]
-        await self._writer.run(
-            lambda c: c.executemany("DELETE FROM notification_outbox WHERE key = ?", params)
-        )
+        sql = f"DELETE FROM {tables[1]} WHERE key = ?"
+        await self._writer.run(lambda c: c.executemany(sql, params))
 
     # -- context source registrations (core/registrations.py) --------------------------
 
@@ -496,6 +519,32 @@ class SQLiteStore:
     @staticmethod
     def _no_registration(reg_id: str) -> ResourceNotFound:
         return ResourceNotFound(f"Context source registration {reg_id} does not exist")
+
+    # -- context source registration subscriptions (clause 5.11) -------------------------
+
+    async def save_csource_subscription(self, tenant: str, sub_id: str, doc: Any) -> None:
+        await self._save_subscription(_CSOURCE_SUBS, tenant, sub_id, doc)
+
+    async def delete_csource_subscription(self, tenant: str, sub_id: str) -> None:
+        await self._delete_subscription(_CSOURCE_SUBS, tenant, sub_id)
+
+    async def load_csource_subscriptions(self) -> list[tuple[str, str, Any]]:
+        return self._load_subscriptions(_CSOURCE_SUBS)
+
+    async def add_csource_notifications(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        sql = (
+            "INSERT INTO csource_notification_outbox "
+            "(tenant, subscription_id, registration_id, payload) VALUES (?, ?, ?, ?)"
+        )
+        await self._writer.run(lambda c: c.executemany(sql, rows))
+
+    async def pending_csource_notifications(
+        self, after_key: int, limit: int
+    ) -> list[tuple[int, str, str, str, Any]]:
+        return self._pending(_CSOURCE_SUBS, after_key, limit)
+
+    async def finish_csource_notifications(self, keys: Sequence[int]) -> None:
+        await self._finish(_CSOURCE_SUBS, keys)
 
     # -- @context registry -------------------------------------------------------------
 
