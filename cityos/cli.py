@@ -1,4 +1,4 @@
-"""The ``cityos`` command: serve | version | check-config | contexts."""
+"""The ``cityos`` command: serve | migrate | version | check-config | contexts."""
 
 from __future__ import annotations
 
@@ -41,19 +41,28 @@ def main() -> None:
     default=None,
     help=SETTINGS_HELP["data_dir"] + " [default: ./cityos-data]",
 )
+@click.option("--database", default=None, help=SETTINGS_HELP["database_url"])
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="TOML file with settings.",
 )
-def serve(host: str | None, port: int | None, data_dir: Path | None, config: str | None) -> None:
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    database: str | None,
+    config: str | None,
+) -> None:
     """Start City OS and serve the NGSI-LD API."""
     import uvicorn
 
     from cityos.app import build_app
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, config=config)
+    settings = _settings(
+        host=host, port=port, data_dir=data_dir, database_url=database, config=config
+    )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -88,8 +97,49 @@ def check_config(config: str | None) -> None:
     """Validate the configuration and print the effective settings."""
     settings = _settings(config=config)
     for name in SETTINGS_HELP:
-        click.echo(f"{name} = {getattr(settings, name)!s}")
+        value = getattr(settings, name)
+        if name == "database_url":
+            value = _hide_password(value)
+        click.echo(f"{name} = {value!s}")
     click.echo("configuration is valid")
+
+
+def _hide_password(url: str) -> str:
+    """``postgresql://user:***@host/db``: a password never reaches a terminal or a log."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
+
+
+@main.command(short_help="Apply the store's schema migrations.")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"]
+)
+@click.option("--database", default=None, help=SETTINGS_HELP["database_url"])
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TOML file with settings.",
+)
+def migrate(data_dir: Path | None, database: str | None, config: str | None) -> None:
+    """Bring the store's schema up to date. Safe to run twice, and run by every start too."""
+    from cityos.app import open_store
+
+    settings = _settings(data_dir=data_dir, database_url=database, config=config)
+
+    async def run() -> None:
+        store = open_store(settings)
+        await store.open()  # applies the migrations not applied yet
+        await store.close()
+
+    try:
+        asyncio.run(run())
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"schema is up to date ({_hide_password(settings.database_url) or 'SQLite'})")
 
 
 @main.group(short_help="Manage the @context cache.")

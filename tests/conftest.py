@@ -7,18 +7,33 @@ request bodies are in ``tests/api/helpers.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from postgres_server import STORE, database, empty, open_test_store, server, session_database
 from starlette.applications import Starlette
 
 from cityos.app import build_app
 from cityos.config import Settings
-from cityos.storage.sqlite.store import SQLiteStore
 
 BASE_URL = "http://cityos.test"
+
+
+@pytest.fixture(scope="session", autouse=STORE == "postgres")
+def _postgres_database() -> Iterator[None]:
+    """With CITYOS_TEST_STORE=postgres, one database for the session's API tests."""
+    with server() as url, database(url) as name:
+        session_database.append(name)
+        yield
+        session_database.clear()
+
+
+@pytest.fixture(autouse=STORE == "postgres")
+def _empty_postgres_database() -> None:
+    if session_database:
+        empty(session_database[0])
 
 
 @pytest.fixture
@@ -29,7 +44,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    store = SQLiteStore(settings.sqlite_path, durable=settings.durable)
+    store = open_test_store(settings)
     application = build_app(settings, store)
     await application.state.startup()
     try:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from postgres_server import open_test_store
 
 from cityos.app import build_app
 from cityos.config import Settings
-from cityos.storage.sqlite.store import SQLiteStore
 
 BASE_URL = "http://cityos.test"
 API = "/ngsi-ld/v1"
@@ -26,8 +26,9 @@ SDM = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "smar
 
 @contextlib.asynccontextmanager
 async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app on its own SQLite file, for tests that need custom Settings."""
-    store = SQLiteStore(settings.sqlite_path, durable=settings.durable)
+    """The real app on its own store (see postgres_server.open_test_store), for tests that
+    need custom Settings."""
+    store = open_test_store(settings)
     app = build_app(settings, store)
     await app.state.startup()
     try:
