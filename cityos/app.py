@@ -15,8 +15,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cityos import __version__
-from cityos.api import batch, contexts, entities, registrations, subscriptions, temporal, types
+from cityos import __version__, storage, v2
+from cityos.api import (
+    batch,
+    contexts,
+    csource_subscriptions,
+    entities,
+    registrations,
+    subscriptions,
+    temporal,
+    types,
+)
 from cityos.api.deps import Services
 from cityos.api.problems import render_exception
 from cityos.config import Settings
@@ -24,11 +33,12 @@ from cityos.core.contexts import CORE_CONTEXT_URL, ContextRegistry
 from cityos.core.retention import parse_retention
 from cityos.core.subscriptions import Subscription, parse_subscription
 from cityos.core.temporal import now_us
+from cityos.csource_notifier import CSourceNotifier, restore_csource_subscriptions
 from cityos.errors import InvalidRequest, LdContextNotAvailable
-from cityos.notifier import Notifier
+from cityos.federation import Federation
+from cityos.notifier import restore_subscriptions as restore_stored
 from cityos.retention import RetentionJob
 from cityos.storage.base import Store
-from cityos.storage.sqlite.store import SQLiteStore
 
 __all__ = ["build_app", "open_store"]
 
@@ -38,9 +48,8 @@ PREFIX = "/ngsi-ld/v1"
 
 
 def open_store(settings: Settings) -> Store:
-    return SQLiteStore(
-        settings.sqlite_path, durable=settings.durable, history=settings.temporal_history
-    )
+    """SQLite or PostgreSQL, from ``settings.database_url`` (see cityos/storage/__init__.py)."""
+    return storage.open_store(settings)
 
 
 def make_fetcher(settings: Settings) -> Any:
@@ -85,16 +94,23 @@ def _guard(endpoint: Endpoint, params: frozenset[str] | None) -> Endpoint:
 
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
-    for module in (entities, batch, types, contexts, subscriptions, temporal, registrations):
+    modules = (entities, batch, types, contexts, subscriptions, temporal, registrations)
+    for module in (*modules, csource_subscriptions):
         for path, endpoint, methods, params in module.ROUTES:
             routes.append(Route(PREFIX + path, _guard(endpoint, params), methods=methods))
+    routes += v2.routes()  # NGSI-v2, Orion compatible, over the same store
     routes.append(Route("/version", version, methods=["GET"]))
     return routes
 
 
 async def version(request: Request) -> Response:
     return JSONResponse(
-        {"cityos": __version__, "ngsi-ld": "1.8.1", "coreContext": CORE_CONTEXT_URL}
+        {
+            "cityos": __version__,
+            "ngsi-ld": "1.8.1",
+            "coreContext": CORE_CONTEXT_URL,
+            "orion": v2.orion_version(),  # NGSI-v2 clients check Orion's version
+        }
     )
 
 
@@ -114,20 +130,16 @@ class TrailingSlash:
 
 async def restore_subscriptions(store: Any, registry: ContextRegistry) -> list[Subscription]:
     """The Subscriptions kept in the store, with their state, as they were at the stop."""
-    out = []
-    for tenant, _, doc in await store.load_subscriptions():
-        ctx = await registry.compile(doc["context"])
-        sub = parse_subscription(doc["body"], ctx, tenant, doc["context"], now="")
-        sub.status = doc.get("status", {})
-        out.append(sub)
-    return out
+    return await restore_stored(await store.load_subscriptions(), registry, parse_subscription)
 
 
 def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The ASGI app. The store opens in the lifespan (tests without lifespan open it themselves)."""
     store = store or open_store(settings)
     registry = ContextRegistry(store, make_fetcher(settings), settings.base_url)
-    notifier = Notifier(store, registry)
+    notifier = v2.Notifier(store, registry)  # renders v2 Subscriptions' notifications too
+    csource_notifier = CSourceNotifier.create(store, registry)
+    federation = Federation(settings, store)
     retention = RetentionJob(
         store, parse_retention(settings.retention), settings.retention_interval, now_us
     )
@@ -136,12 +148,15 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
         await store.open()
         await registry.load()
         await notifier.start(await restore_subscriptions(store, registry))
+        await csource_notifier.start(await restore_csource_subscriptions(store, registry))
         retention.start()
         log.info("City OS %s serving NGSI-LD at %s%s", __version__, settings.base_url, PREFIX)
 
     async def shutdown() -> None:
         await retention.stop()
         await notifier.stop()
+        await csource_notifier.stop()
+        await federation.close()
         await store.close()
 
     @contextlib.asynccontextmanager
@@ -161,6 +176,8 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     # Tests drive the app without a lifespan (httpx.ASGITransport) and call these.
     app.state.startup, app.state.shutdown = startup, shutdown
     app.state.retention = retention
+    app.state.csource_notifier = csource_notifier
+    app.state.federation = federation
     app.state.services = Services(
         settings=settings, store=store, contexts=registry, notifier=notifier
     )

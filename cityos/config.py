@@ -8,6 +8,7 @@ configuration at all: SQLite in ``./cityos-data``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -20,7 +21,10 @@ SETTINGS_HELP: dict[str, str] = {
     "host": "Address the HTTP server binds to.",
     "port": "TCP port the HTTP server listens on.",
     "data_dir": "Directory holding the embedded SQLite database and other local state.",
-    "database_url": "Store to use: empty for embedded SQLite in data_dir (PostgreSQL comes later).",
+    "database_url": (
+        "Store to use: empty (or sqlite:///PATH) for embedded SQLite in data_dir, "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE for PostgreSQL with PostGIS."
+    ),
     "durable": "Wait for each commit to reach the disk (fsync) before acknowledging a write.",
     "max_body_bytes": "Largest request body accepted; larger bodies get 413.",
     "default_limit": "Entities per page when a query gives no limit.",
@@ -37,6 +41,17 @@ SETTINGS_HELP: dict[str, str] = {
         "empty keeps everything."
     ),
     "retention_interval": "Seconds between two runs of the retention job.",
+    "federation_alias": (
+        "Name this City OS puts in the Via header of requests it forwards to context "
+        "sources, and recognises to detect loops; empty: host:port of public_url."
+    ),
+    "federation_timeout": (
+        "Seconds to wait for a context source that does not set management.timeout."
+    ),
+    "v2_context": (
+        "@context mapping NGSI-v2 types and attribute names to IRIs; empty: the NGSI-LD core context."
+    ),
+    "v2_id_prefix": "Prefix that makes an NGSI-v2 Entity id that is not a URI an NGSI-LD id.",
 }
 
 
@@ -57,6 +72,10 @@ class Settings:
     temporal_max_instances: int = 10000
     retention: str = ""
     retention_interval: float = 3600.0
+    federation_alias: str = ""
+    federation_timeout: float = 5.0
+    v2_context: str = ""
+    v2_id_prefix: str = "urn:ngsi-v2:"
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -73,15 +92,30 @@ class Settings:
             raise ValueError("temporal_max_instances must be at least 1")
         if self.retention_interval <= 0:
             raise ValueError("retention_interval must be more than 0 seconds")
+        if self.federation_timeout <= 0:
+            raise ValueError("federation_timeout must be more than 0 seconds")
+        if any(c.isspace() or c == "," for c in self.federation_alias):
+            raise ValueError("federation_alias must not contain spaces or commas")
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S*$", self.v2_id_prefix):
+            raise ValueError("v2_id_prefix must start with a URI scheme, e.g. urn:ngsi-v2:")
         from cityos.core.retention import parse_retention  # checks the rules' syntax
 
         parse_retention(self.retention)
-        if self.database_url and not self.database_url.startswith("sqlite:"):
-            raise ValueError("database_url: only embedded SQLite is available in this version")
+        if self.database_url and not self.database_url.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                "database_url must start with sqlite:///, postgresql:// or postgres://"
+            )
 
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def alias(self) -> str:
+        """How this City OS names itself in Via headers (clause 6.3.18)."""
+        return self.federation_alias or self.base_url.split("://", 1)[-1]
 
     @property
     def sqlite_path(self) -> Path:

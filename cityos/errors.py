@@ -24,6 +24,7 @@ RFC 9457 ProblemDetails. The hierarchy::
 from __future__ import annotations
 
 __all__ = [
+    "LoopDetected",
     "AlreadyExists",
     "BadRequestData",
     "CityOSError",
@@ -123,6 +124,14 @@ class NoMultiTenantSupport(CityOSError):
     problem_type = _ERRORS + "NoMultiTenantSupport"
     title = "No multi-tenant support"
     status = 501
+
+
+class LoopDetected(CityOSError):
+    """Clause 6.3.18: the request already passed this broker (its alias is in ``Via``)."""
+
+    problem_type = _ERRORS + "LoopDetected"
+    title = "Loop detected"
+    status = 508
 
 
 class InternalError(CityOSError):

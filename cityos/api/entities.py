@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityos.api import http
-from cityos.api.deps import existing_tenant, now_iso, services
+from cityos.api import distributed, http
+from cityos.api.deps import Services, existing_tenant, now_iso, services
 from cityos.api.params import parse_csv, parse_flag, parse_options, render_options
-from cityos.api.querying import View, entity_query, parse_projection, render_entities
+from cityos.api.problems import problem_response
+from cityos.api.querying import (
+    View,
+    entity_query,
+    local_window,
+    parse_projection,
+    render_entities,
+    type_test,
+)
 from cityos.core import changes
 from cityos.core.entities import (
     check_name,
@@ -26,11 +35,16 @@ from cityos.core.entities import (
     parse_types,
 )
 from cityos.core.linked import parse_join
+from cityos.core.model import StoredEntity
 from cityos.core.operations import UpdateResult
 from cityos.errors import BadRequestData, InvalidRequest, MethodNotAllowed, ResourceNotFound
-from cityos.storage.base import Change
+from cityos.storage.base import Change, EntityQuery
 
 __all__ = ["ROUTES"]
+
+# Clause 4.20: the operations by which a source can answer a retrieval or a query.
+_RETRIEVAL_OPS = ("retrieveEntity", "queryEntity", "queryBatch")
+_QUERY_OPS = ("queryEntity", "queryBatch")
 
 
 async def _write_context(
@@ -71,20 +85,56 @@ async def create_entity(request: Request) -> Response:
     body, rctx = await _write_context(request)
     entity = parse_entity(body, rctx.compiled, now_iso())
     tenant = http.tenant_of(request)
-    await services(request).store.write(tenant, entity["id"], changes.create(entity))
-    return http.created("entities", entity["id"], tenant)
+    store = services(request).store
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        part = entity if kept is None else {**entity, "attrs": _only(entity["attrs"], kept)}
+        await store.write(tenant, entity["id"], changes.create(part))
+        return http.created("entities", entity["id"], tenant)
+
+    plan = await distributed.plan_write(
+        request, "createEntity", entity["id"], entity["type"], entity["attrs"]
+    )
+    if plan is None:
+        return await local(None)
+    forward = distributed.Forward(
+        "POST", "/entities", body, rctx.compiled, _forwarded_params(request)
+    )
+    return await plan.run(local, forward, created=True)
+
+
+def _only(attrs: dict[str, Any], kept: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k in kept}
+
+
+def _path(entity_id: str, *rest: str) -> str:
+    return "/".join(("/entities", quote(entity_id, safe=":"), *rest))
 
 
 async def retrieve_entity(request: Request) -> Response:
     svc = services(request)
     accept = http.negotiate(request, allow_geo=True)
     entity_id = _entity_id(request)
-    tenant = await existing_tenant(request)
+    tenant = http.tenant_of(request)
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     projection = parse_projection(request.query_params, rctx.compiled)
     render_options(request.query_params)  # a bad option is 400 whether or not the Entity exists
     parse_join(request.query_params)
-    entity = await svc.store.get_entity(tenant, entity_id)
+    targets = await distributed.read_plan(
+        request, _RETRIEVAL_OPS, entity_id, None, projection.attrs
+    )
+    headers: dict[str, str] = {}
+    if targets:  # clause 5.7.1.4: the Entity as the local store and its sources hold it
+        sel = distributed.Selection({"id": entity_id}, projection.attrs, rctx)
+        entity, failed = await distributed.retrieve_everywhere(
+            request, targets, await _local_entity(svc, tenant, entity_id), sel
+        )
+        headers = distributed.warning_headers(failed)
+        if entity is None:
+            return problem_response(ResourceNotFound(f"Entity {entity_id} not found"), headers)
+    else:
+        await existing_tenant(request)
+        entity = await svc.store.get_entity(tenant, entity_id)
     if "attrs" in request.query_params and not any(
         a in entity.get("attrs", {}) for a in projection.attrs or []
     ):
@@ -92,10 +142,17 @@ async def retrieve_entity(request: Request) -> Response:
             f"Entity {entity_id} has none of the attributes {request.query_params['attrs']}"
         )
     view = View(rctx, request.query_params, projection, svc.store, tenant)
-    response = await render_entities([entity], view, single=True)
+    response = await render_entities([entity], view, single=True, headers=headers)
     if response.body == b"{}":
         raise ResourceNotFound(f"Entity {entity_id} has nothing left after pick/omit")
     return response
+
+
+async def _local_entity(svc: Services, tenant: str, entity_id: str) -> StoredEntity | None:
+    try:
+        return await svc.store.get_entity(tenant, entity_id)
+    except ResourceNotFound:
+        return None
 
 
 async def query_entities(request: Request) -> Response:
@@ -105,10 +162,26 @@ async def query_entities(request: Request) -> Response:
     query, projection = entity_query(
         request.query_params, rctx.compiled, http.tenant_of(request), svc.settings
     )
+    view = View(rctx, request.query_params, projection, svc.store, query.tenant)
+    targets = await distributed.read_plan(
+        request, _QUERY_OPS, None, type_test(query.types), projection.attrs
+    )
+    if targets:  # clause 5.7.2.4: the local Entities and the sources' answers, merged
+        if query.order_by:
+            raise BadRequestData(
+                "orderBy needs local=true here: the query reaches registered context sources"
+            )  # clause 5.7.2.4 (V1.9.1)
+        sel = distributed.Selection(dict(request.query_params), projection.attrs, rctx)
+        entities, count, failed = await distributed.query_everywhere(
+            request, targets, local_window(svc.store, query), sel, (query.offset, query.limit)
+        )
+        headers = distributed.warning_headers(failed)
+        if query.count:
+            headers["NGSILD-Results-Count"] = str(count)
+        return await render_entities(entities, view, headers=headers)
     await http.require_tenant(request, await svc.store.tenant_exists(query.tenant))
     page = await svc.store.query_entities(query)
     headers = {} if page.count is None else {"NGSILD-Results-Count": str(page.count)}
-    view = View(rctx, request.query_params, projection, svc.store, query.tenant)
     return await render_entities(page.entities, view, headers=headers)
 
 
@@ -120,17 +193,64 @@ async def replace_entity(request: Request) -> Response:
     entity = parse_entity(
         {**body, "id": entity_id} if isinstance(body, dict) else body, rctx.compiled, now_iso()
     )
-    await services(request).store.write(http.tenant_of(request), entity_id, changes.replace(entity))
-    return Response(status_code=204)
+    store = services(request).store
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        part = entity if kept is None else {**entity, "attrs": _only(entity["attrs"], kept)}
+        await store.write(http.tenant_of(request), entity_id, changes.replace(part))
+        return Response(status_code=204)
+
+    plan = await distributed.plan_write(
+        request, "replaceEntity", entity_id, entity["type"], entity["attrs"]
+    )
+    if plan is None:
+        return await local(None)
+    forward = distributed.Forward(
+        "PUT", _path(entity_id), body, rctx.compiled, _forwarded_params(request)
+    )
+    return await plan.run(local, forward)
 
 
 async def merge_entity(request: Request) -> Response:
     body, rctx = await _write_context(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
     fragment = _fragment(body, _entity_id(request), rctx)
-    await services(request).store.write(
-        http.tenant_of(request), fragment.entity_id, changes.merge(fragment)
-    )
-    return Response(status_code=204)
+    store = services(request).store
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        await store.write(
+            http.tenant_of(request), fragment.entity_id, changes.merge(_cut(fragment, kept))
+        )
+        return Response(status_code=204)
+
+    return await _distribute(request, "mergeEntity", fragment, local, ("PATCH", body, rctx))
+
+
+def _cut(fragment: changes.Fragment, kept: frozenset[str] | None) -> changes.Fragment:
+    return fragment if kept is None else replace(fragment, attrs=_only(fragment.attrs, kept))
+
+
+async def _distribute(
+    request: Request,
+    op: str,
+    fragment: changes.Fragment,
+    local: distributed.LocalWrite,
+    how: tuple[str, Any, http.RequestContext],
+    *rest: str,
+) -> Response:
+    """A write of the fragment's Attributes, locally and to the sources registered for
+    them (clause 4.3.6.3); ``how`` is the method, body and @context forwarded."""
+    plan = await distributed.plan_write(request, op, fragment.entity_id, None, fragment.attrs)
+    if plan is None:
+        return await local(None)
+    method, body, rctx = how
+    path = _path(fragment.entity_id, *rest)
+    forward = distributed.Forward(method, path, body, rctx.compiled, _forwarded_params(request))
+    return await plan.run(local, forward)
+
+
+def _forwarded_params(request: Request) -> dict[str, str] | None:
+    """The request's parameters for its sources: all but ``local``."""
+    return {k: v for k, v in request.query_params.items() if k != "local"} or None
 
 
 def _fragment(body: Any, entity_id: str, rctx: http.RequestContext) -> changes.Fragment:
@@ -148,27 +268,45 @@ async def delete_entity(request: Request) -> Response:
     if "type" in request.query_params:
         rctx = await http.request_context(request, svc.contexts)
         types = parse_types(parse_csv(request.query_params["type"]), rctx.compiled)
-    await svc.store.write(http.tenant_of(request), entity_id, changes.delete(entity_id, types))
-    return Response(status_code=204)
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        await svc.store.write(http.tenant_of(request), entity_id, changes.delete(entity_id, types))
+        return Response(status_code=204)
+
+    plan = await distributed.plan_write(request, "deleteEntity", entity_id, types, None)
+    if plan is None:
+        return await local(None)
+    forward = distributed.Forward("DELETE", _path(entity_id), params=_forwarded_params(request))
+    return await plan.run(local, forward)
 
 
 async def append_attrs(request: Request) -> Response:
     body, rctx = await _write_context(request)
     fragment = _fragment(body, _entity_id(request), rctx)
     no_overwrite = "noOverwrite" in parse_options(request.query_params, frozenset({"noOverwrite"}))
-    outcome = await services(request).store.write(
-        http.tenant_of(request), fragment.entity_id, changes.append(fragment, no_overwrite)
-    )
-    return update_result_response(outcome.result)
+    store = services(request).store
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        change = changes.append(_cut(fragment, kept), no_overwrite)
+        outcome = await store.write(http.tenant_of(request), fragment.entity_id, change)
+        return update_result_response(outcome.result)
+
+    return await _distribute(request, "appendAttrs", fragment, local, ("POST", body, rctx), "attrs")
 
 
 async def update_attrs(request: Request) -> Response:
     body, rctx = await _write_context(request, (http.JSON, http.JSONLD, http.MERGE_PATCH))
     fragment = _fragment(body, _entity_id(request), rctx)
-    outcome = await services(request).store.write(
-        http.tenant_of(request), fragment.entity_id, changes.update(fragment)
+    store = services(request).store
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        change = changes.update(_cut(fragment, kept))
+        outcome = await store.write(http.tenant_of(request), fragment.entity_id, change)
+        return update_result_response(outcome.result)
+
+    return await _distribute(
+        request, "updateAttrs", fragment, local, ("PATCH", body, rctx), "attrs"
     )
-    return update_result_response(outcome.result)
 
 
 async def partial_update_attr(request: Request) -> Response:
@@ -178,8 +316,7 @@ async def partial_update_attr(request: Request) -> Response:
     now = now_iso()
     fragments = _partial_fragments(request.path_params["attr"], body, rctx, now)
     change = changes.partial_update(entity_id, name, fragments, now)
-    await services(request).store.write(http.tenant_of(request), entity_id, change)
-    return Response(status_code=204)
+    return await _attribute_write(request, "updateAttrs", entity_id, name, change, ("PATCH", body))
 
 
 def _partial_fragments(
@@ -198,8 +335,26 @@ async def replace_attr(request: Request) -> Response:
     now = now_iso()
     instances = parse_attribute(request.path_params["attr"], body, rctx.compiled, now)
     change = changes.replace_attribute(entity_id, name, instances, now)
-    await services(request).store.write(http.tenant_of(request), entity_id, change)
-    return Response(status_code=204)
+    return await _attribute_write(request, "replaceAttrs", entity_id, name, change, ("PUT", body))
+
+
+async def _attribute_write(
+    request: Request, op: str, entity_id: str, name: str, change: Change, how: tuple[str, Any]
+) -> Response:
+    """A write of one Attribute, locally and/or to the sources registered for it."""
+    store = services(request).store
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        await store.write(http.tenant_of(request), entity_id, change)
+        return Response(status_code=204)
+
+    plan = await distributed.plan_write(request, op, entity_id, None, [name])
+    if plan is None:
+        return await local(None)
+    method, body = how
+    path = _path(entity_id, "attrs", request.path_params["attr"])
+    forward = distributed.Forward(method, path, body, params=_forwarded_params(request))
+    return await plan.run(local, forward)
 
 
 async def delete_attr(request: Request) -> Response:
@@ -213,8 +368,7 @@ async def delete_attr(request: Request) -> Response:
         check_uri(dataset_id, "datasetId")
     delete_all = parse_flag(request.query_params, "deleteAll")
     change = changes.delete_attribute(entity_id, name, dataset_id, delete_all, now_iso())
-    await svc.store.write(http.tenant_of(request), entity_id, change)
-    return Response(status_code=204)
+    return await _attribute_write(request, "deleteAttrs", entity_id, name, change, ("DELETE", None))
 
 
 async def purge_entities(request: Request) -> Response:
@@ -243,13 +397,37 @@ async def purge_entities(request: Request) -> Response:
     if "drop" in params and "keep" in params:
         raise BadRequestData("drop and keep cannot be used together")
     rctx = await http.request_context(request, svc.contexts)
-    tenant = await existing_tenant(request)
     query, _ = entity_query(
         {**params, "limit": str(svc.settings.max_limit), "local": "true"},
         rctx.compiled,
-        tenant,
+        http.tenant_of(request),
         svc.settings,
     )
+    targets = [
+        t
+        for t in await distributed.read_plan(
+            request, ("purgeEntity",), None, type_test(query.types), None
+        )
+        if t.mode != "auxiliary"
+    ]
+
+    async def local(kept: frozenset[str] | None) -> Response:
+        await _purge_locally(request, query, rctx)
+        return Response(status_code=204)
+
+    if not targets:
+        await existing_tenant(request)
+        return await local(None)
+    plan = distributed.WritePlan.whole(request, "", targets)
+    forward = distributed.Forward("DELETE", "/entities", params=_forwarded_params(request))
+    return await plan.run(local, forward)
+
+
+async def _purge_locally(request: Request, query: EntityQuery, rctx: http.RequestContext) -> None:
+    svc = services(request)
+    params = request.query_params
+    if not await svc.store.tenant_exists(query.tenant):
+        return
     matched: list[str] = []
     while True:
         page = await svc.store.query_entities(replace(query, offset=len(matched)))
@@ -268,8 +446,7 @@ async def purge_entities(request: Request) -> Response:
             return changes.delete(entity_id)
         return changes.prune(entity_id, attrs.get("drop"), attrs.get("keep"), now)
 
-    await svc.store.write_many(tenant, [(i, change(i)) for i in matched])
-    return Response(status_code=204)
+    await svc.store.write_many(query.tenant, [(i, change(i)) for i in matched])
 
 
 async def attrs_not_allowed(request: Request) -> Response:

@@ -163,7 +163,12 @@ def check_content_type(request: Request, allowed: tuple[str, ...] = (JSON, JSONL
 
 
 async def request_context(
-    request: Request, registry: ContextRegistry, body: Any = None, *, accept: str = JSON
+    request: Request,
+    registry: ContextRegistry,
+    body: Any = None,
+    *,
+    accept: str = JSON,
+    link_for_query: bool = False,
 ) -> RequestContext:
     """The request's @context: from the body for application/ld+json, else from Link."""
     media = _media_type(request.headers.get("content-type"))
@@ -171,6 +176,8 @@ async def request_context(
     value: ContextValue | None
     if body is not None and not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object")
+    if link_for_query and media == JSONLD and link is not None and not _has_context(body):
+        media = JSON  # a Query (clause 5.2.23) is no Entity: its terms may come by Link
     if body is not None and media == JSONLD:
         if link is not None:
             raise BadRequestData(

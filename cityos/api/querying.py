@@ -6,8 +6,8 @@ Used by ``GET /entities``, ``GET /entities/{id}`` and ``POST /entityOperations/q
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ from cityos.api import http
 from cityos.api.params import parse_csv, parse_ids, parse_paging, render_options
 from cityos.config import Settings
 from cityos.core.entities import check_name
+from cityos.core.federation import TypeTest
 from cityos.core.geo import DEFAULT_GEOPROPERTY, GeoQuery, parse_geoq, parse_geoq_object
 from cityos.core.jsonld import CompiledContext
 from cityos.core.linked import (
@@ -28,6 +29,8 @@ from cityos.core.linked import (
     render_tree,
 )
 from cityos.core.model import StoredEntity
+from cityos.core.query.ast import TypeNode
+from cityos.core.query.evaluate import match_types
 from cityos.core.query.orderby import expand_order, parse_order_by
 from cityos.core.query.q import expand_q, parse_q
 from cityos.core.query.scope import parse_scope_q
@@ -36,13 +39,17 @@ from cityos.core.query.typeexpr import parse_types as parse_type_expression
 from cityos.errors import BadRequestData
 from cityos.storage.base import EntityQuery, Store
 
+LocalQuery = Callable[[int], Awaitable[tuple[list[StoredEntity], int | None]]]
+
 __all__ = [
     "ProjectionSpec",
     "View",
     "entity_query",
     "entity_query_from",
+    "local_window",
     "parse_projection",
     "render_entities",
+    "type_test",
 ]
 
 _ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt"})
@@ -136,6 +143,25 @@ def _build(
         offset=paging.offset,
         count=paging.count,
     )
+
+
+def type_test(types: TypeNode | None) -> TypeTest | None:
+    """Whether a registered Entity type is one a query asks for (None: any type)."""
+    if types is None:
+        return None
+    return lambda t: match_types({"type": [t]}, types)
+
+
+def local_window(store: Store, query: EntityQuery) -> LocalQuery:
+    """The local side of a distributed query: its first ``window`` Entities and count."""
+
+    async def run(window: int) -> tuple[list[StoredEntity], int | None]:
+        if not await store.tenant_exists(query.tenant):
+            return [], 0
+        page = await store.query_entities(replace(query, offset=0, limit=window, count=True))
+        return page.entities, page.count
+
+    return run
 
 
 def _check_regex(pattern: str) -> None:

@@ -7,6 +7,7 @@ so a query reads them all and matches them in Python (``core.registration_matchi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -15,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cityos.api import http
+from cityos.api.csource_subscriptions import csource_notifier
 from cityos.api.deps import now_iso, services
 from cityos.api.params import parse_csv, parse_ids, parse_options, parse_paging
 from cityos.core import geo
 from cityos.core.entities import check_name, check_uri
+from cityos.core.federation import conflict
 from cityos.core.jsonld import CompiledContext
 from cityos.core.query.q import expand_q, parse_q
 from cityos.core.query.scope import parse_scope_q
@@ -33,7 +36,7 @@ from cityos.core.registrations import (
     render_registration,
 )
 from cityos.core.temporal import now_us, parse_temporal_query
-from cityos.errors import BadRequestData
+from cityos.errors import BadRequestData, Conflict, ResourceNotFound
 
 __all__ = ["ROUTES"]
 
@@ -50,8 +53,29 @@ async def create_registration(request: Request) -> Response:
     body = await http.read_json(request, svc.settings.max_body_bytes)
     rctx = await http.request_context(request, svc.contexts, body)
     reg = parse_registration(body, rctx.compiled, now_iso())
+    await _check_conflict(request, tenant, reg)
     await svc.store.create_registration(tenant, reg.id, reg.to_doc())
+    request.app.state.federation.forget(tenant)
+    await csource_notifier(request).registration_changed(tenant, None, reg.to_doc())
     return Response(status_code=201, headers={"Location": f"{PATH}/{quote(reg.id, safe=':')}"})
+
+
+async def _check_conflict(request: Request, tenant: str, reg: Registration) -> None:
+    """409 Conflict when an exclusive or redirect registration contradicts what is held
+    here or registered already (clauses 4.3.6.3, 5.9.2.4)."""
+    if reg.members.get("mode") not in ("exclusive", "redirect"):
+        return
+    store = services(request).store
+    local = {}
+    for info in reg.information:
+        for e in info.entities or ():
+            if e.id is not None:
+                with contextlib.suppress(ResourceNotFound):
+                    local[e.id] = await store.get_entity(tenant, e.id)
+    others = [Registration.from_doc(d) for d in await store.registrations(tenant)]
+    reason = conflict(reg, others, local)
+    if reason is not None:
+        raise Conflict(reason)
 
 
 async def retrieve_registration(request: Request) -> Response:
@@ -163,11 +187,15 @@ async def update_registration(request: Request) -> Response:
     body = await http.read_json(request, svc.settings.max_body_bytes)
     ctx = (await http.request_context(request, svc.contexts, body)).compiled
     now = now_iso()
+    docs: list[Any] = []  # the registration before and after, as the transaction saw them
 
     def change(doc: Any) -> Any:
-        return merge_registration(Registration.from_doc(doc), body, ctx, now).to_doc()
+        docs[:] = [doc, merge_registration(Registration.from_doc(doc), body, ctx, now).to_doc()]
+        return docs[1]
 
     await svc.store.update_registration(tenant, reg_id, change)
+    request.app.state.federation.forget(tenant)
+    await csource_notifier(request).registration_changed(tenant, *docs)
     return Response(status_code=204)
 
 
@@ -175,7 +203,10 @@ async def delete_registration(request: Request) -> Response:
     """DELETE /csourceRegistrations/{id} (clause 5.9.4); 204."""
     svc = services(request)
     reg_id = check_uri(request.path_params["registration_id"], _ID)
+    before = await svc.store.get_registration(http.tenant_of(request), reg_id)
     await svc.store.delete_registration(http.tenant_of(request), reg_id)
+    request.app.state.federation.forget(http.tenant_of(request))
+    await csource_notifier(request).registration_changed(http.tenant_of(request), before, None)
     return Response(status_code=204)
 
 

@@ -161,7 +161,45 @@ def parse_registration(body: Any, ctx: CompiledContext, now: str) -> Registratio
         members[key] = parsed
     for name in _REQUIRED:
         _require(name in members, f"A context source registration needs {name}")
+    check_mode(members)
     return Registration(reg_id, members, created_at=now, modified_at=now)
+
+
+# Clause 4.20: the operations that change data; an auxiliary source never takes them.
+_READ_OPERATIONS = frozenset(
+    {
+        *("retrieveEntity", "queryEntity", "queryBatch", "retrieveTemporal", "queryTemporal"),
+        *("retrieveEntityTypes", "retrieveEntityTypeDetails", "retrieveEntityTypeInfo"),
+        *("retrieveAttrTypes", "retrieveAttrTypeDetails", "retrieveAttrTypeInfo"),
+        *("querySubscription", "retrieveSubscription", "retrieveEntityMap"),
+        *("retrieveContextSourceIdentity", "federationOps", "retrieveOps"),
+        *("createSubscription", "updateSubscription", "deleteSubscription"),
+    }
+)
+
+
+def check_mode(members: dict[str, Any]) -> None:
+    """What each mode requires of a registration (clauses 4.3.6.3, 5.9.2.4): an exclusive
+    one names Entity ids (no type-only group, no idPattern) and Attributes; an auxiliary
+    one supports no write operation."""
+    mode = members.get("mode", "inclusive")
+    if mode == "exclusive":
+        for info in members["information"]:
+            entities = info.get("entities") or []
+            _require(
+                bool(entities) and all("id" in e and "idPattern" not in e for e in entities),
+                "An exclusive registration must name each Entity by id (clause 4.3.6.3)",
+            )
+            _require(
+                bool(info.get("propertyNames") or info.get("relationshipNames")),
+                "An exclusive registration must name its Attributes (clause 4.3.6.3)",
+            )
+    if mode == "auxiliary":
+        writes = [op for op in members.get("operations", ()) if op not in _READ_OPERATIONS]
+        _require(
+            not writes,
+            f"An auxiliary registration cannot take write operations: {', '.join(writes)}",
+        )
 
 
 def merge_registration(
@@ -184,8 +222,21 @@ def merge_registration(
             members.pop(name if name in _MEMBERS else ctx.expand(name), None)
             continue
         key, parsed = _parse_member(name, value, ctx, now)
+        if key == "contextSourceInfo":  # a redacted secret sent back keeps the stored one
+            parsed = _keep_secrets(parsed, reg.members.get(key, []))
         members[key] = parsed
+    check_mode(members)
     return replace(reg, members=members, modified_at=now)
+
+
+def _keep_secrets(
+    pairs: list[dict[str, Any]], stored: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    known = {p["key"]: p["value"] for p in stored}
+    return [
+        {**p, "value": known[p["key"]]} if p["value"] == REDACTED and p["key"] in known else p
+        for p in pairs
+    ]
 
 
 def _parse_member(name: str, value: Any, ctx: CompiledContext, now: str) -> tuple[str, Any]:
@@ -401,6 +452,8 @@ def render_registration(reg: Registration, ctx: CompiledContext, sys_attrs: bool
     for key, value in reg.members.items():
         if key == "information":
             out[key] = [_render_info(i, ctx) for i in value]
+        elif key == "contextSourceInfo":
+            out[key] = [_redacted(pair) for pair in value]
         else:
             out[key if key in _MEMBERS else ctx.compact(key)] = value
     for key, default in DEFAULTS.items():
@@ -409,6 +462,18 @@ def render_registration(reg: Registration, ctx: CompiledContext, sys_attrs: bool
     if sys_attrs:
         out["createdAt"], out["modifiedAt"] = reg.created_at, reg.modified_at
     return out
+
+
+# contextSourceInfo pairs City OS sends a source as headers (clause 5.2.9): the credentials
+# among them are secrets, never shown again once registered.
+_SECRET_KEYS = re.compile(r"authorization|api-?key|token|secret|password|cookie", re.IGNORECASE)
+REDACTED = "********"
+
+
+def _redacted(pair: dict[str, Any]) -> dict[str, Any]:
+    if _SECRET_KEYS.search(str(pair.get("key", ""))):
+        return {**pair, "value": REDACTED}
+    return pair
 
 
 def _render_info(info: dict[str, Any], ctx: CompiledContext) -> dict[str, Any]:

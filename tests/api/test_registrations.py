@@ -90,7 +90,7 @@ async def test_every_member_is_kept_as_given(client: httpx.AsyncClient) -> None:
     members = {
         "registrationName": "Town B river levels",
         "description": "Water levels of the rivers of town B",
-        "mode": "exclusive",
+        "mode": "redirect",
         "operations": ["retrieveOps", "queryTemporal"],
         "expiresAt": FUTURE,
         "location": {"type": "Point", "coordinates": [134.05, 34.34]},
@@ -579,3 +579,37 @@ async def test_registrations_survive_a_restart(tmp_path: Path) -> None:
     async with client_for(settings) as client:
         assert await get(client, params={"options": "sysAttrs"}) == before
         assert await found(client, type=EX + "WaterLevel") == [RIVER]
+
+
+async def test_modes_are_checked_as_clause_4_3_6_3_says(client: httpx.AsyncClient) -> None:
+    gauge = "urn:ngsi-ld:WaterLevel:b-1"
+    by_type = registration(mode="exclusive")  # a type-only group cannot be exclusive
+    response = await client.post(REGS, json=by_type)
+    assert response.status_code == 400 and "by id" in response.json()["detail"]
+    no_attrs = registration(
+        mode="exclusive", information=[{"entities": [{"type": "WaterLevel", "id": gauge}]}]
+    )
+    response = await client.post(REGS, json=no_attrs)
+    assert response.status_code == 400 and "Attributes" in response.json()["detail"]
+    writer = registration(mode="auxiliary", operations=["retrieveOps", "updateAttrs"])
+    response = await client.post(REGS, json=writer)
+    assert response.status_code == 400 and "updateAttrs" in response.json()["detail"]
+    assert (await client.get(REGS, params={"type": "WaterLevel"})).json() == []
+
+
+async def test_exclusive_and_redirect_conflicts_are_409(client: httpx.AsyncClient) -> None:
+    gauge = "urn:ngsi-ld:WaterLevel:b-1"
+    held = {"id": gauge, "type": "WaterLevel", "level": {"type": "Property", "value": 1}}
+    assert (await client.post(f"{API}/entities", json=held)).status_code == 201
+    info = [{"entities": [{"type": "WaterLevel", "id": gauge}], "propertyNames": ["level"]}]
+    over_local = registration(RIVER + "-1", mode="exclusive", information=info)
+    response = await client.post(REGS, json=over_local)
+    assert response.status_code == 409 and "level" in response.json()["detail"]
+    redirect = registration(RIVER + "-2", mode="redirect", information=info)
+    assert (await client.post(REGS, json=redirect)).status_code == 409
+    other = [{"entities": [{"type": "WaterLevel", "id": gauge}], "propertyNames": ["flow"]}]
+    first = registration(RIVER + "-3", mode="exclusive", information=other)
+    assert (await client.post(REGS, json=first)).status_code == 201
+    second = registration(RIVER + "-4", mode="exclusive", information=other)
+    response = await client.post(REGS, json=second)
+    assert response.status_code == 409 and RIVER + "-3" in response.json()["detail"]

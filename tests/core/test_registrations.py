@@ -90,7 +90,7 @@ def test_names_are_stored_expanded() -> None:
 
 
 def test_merge_replaces_and_removes_members() -> None:
-    reg = _reg(expiresAt="2099-01-01T00:00:00Z", town="B", mode="exclusive")
+    reg = _reg(expiresAt="2099-01-01T00:00:00Z", town="B", mode="auxiliary")
     later = "2026-01-02T00:00:00.000000Z"
     fragment = {"expiresAt": None, "town": "urn:ngsi-ld:null", "mode": "redirect"}
     merged = merge_registration(reg, fragment, CORE, later)
