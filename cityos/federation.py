@@ -80,6 +80,23 @@ class Reply:
         return f'{code} {self.target.reg.id} "{reason}"'
 
 
+# Headers that belong to HTTP or to this City OS, never to a registration (clause 4.3.6.5).
+_BINDING_HEADERS = frozenset(
+    {
+        *("ngsild-tenant", "via", "link", "host", "connection", "content-length"),
+        *("content-type", "transfer-encoding", "accept", "keep-alive", "upgrade", "te"),
+    }
+)
+
+
+def _params(target: Target, params: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """A localOnly registration (clause 5.2.9) is asked for its own data: ``local=true``."""
+    members = target.reg.members
+    if members.get("localOnly") is True or members.get("management", {}).get("localOnly") is True:
+        return {**(params or {}), "local": "true"}
+    return params
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One request for a source: ``path`` is below its ``/ngsi-ld/v1``."""
@@ -89,7 +106,7 @@ class Call:
     params: Mapping[str, str] | None = None
     body: Any = None
     content_type: str = "application/json"
-    via: str | None = None  # the incoming Via, this City OS's hop is appended
+    incoming: Mapping[str, str] = field(default_factory=dict)  # the triggering request's headers
     link: str | None = None
 
 
@@ -159,10 +176,21 @@ class Federation:
             )
         return self._client
 
-    def headers(self, target: Target, via: str | None, link: str | None) -> dict[str, str]:
+    def headers(self, target: Target, req: Call) -> dict[str, str]:
+        """Clause 4.3.6.5: the registration's contextSourceInfo pairs as headers, but never
+        one the binding or the tenant owns; ``urn:ngsi-ld:request`` copies the triggering
+        request's header of that name, if it has one."""
         out = {"Accept": "application/json"}
         for pair in target.reg.members.get("contextSourceInfo", []):
-            out[str(pair["key"])] = str(pair["value"])
+            key, value = str(pair["key"]), str(pair["value"])
+            if key.lower() in _BINDING_HEADERS:
+                continue
+            if value == "urn:ngsi-ld:request":
+                if key not in req.incoming:
+                    continue
+                value = req.incoming[key]
+            out[key] = value
+        via, link = req.incoming.get("via"), req.link
         tenant = target.reg.members.get("tenant")
         if tenant:
             out["NGSILD-Tenant"] = str(tenant)
@@ -185,7 +213,7 @@ class Federation:
         if self.cooling(target):
             return Reply(target, 0, error=f"{target.endpoint} is cooling down after a failure")
         url = target.endpoint.rstrip("/") + API + req.path
-        headers = self.headers(target, req.via, req.link)
+        headers = self.headers(target, req)
         content = None
         if req.body is not None:
             content = orjson.dumps(req.body)
@@ -194,7 +222,7 @@ class Federation:
             response = await self._http().request(
                 req.method,
                 url,
-                params=req.params,
+                params=_params(target, req.params),
                 content=content,
                 headers=headers,
                 timeout=self._timeout(target),

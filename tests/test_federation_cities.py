@@ -247,7 +247,7 @@ class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict[str, str]] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        _Recorder.seen.append(dict(self.headers))
+        _Recorder.seen.append({**dict(self.headers), "path": self.path})
         body = json.dumps([_gauge("guarded", 1, 4.2)]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -270,20 +270,33 @@ def test_credentials_reach_the_source_and_are_never_shown(tmp_path: Path) -> Non
             contextSourceInfo=[
                 {"key": "Authorization", "value": "Bearer town-secret"},
                 {"key": "X-Town", "value": "guarded"},
+                {"key": "X-User", "value": "urn:ngsi-ld:request"},
+                {"key": "NGSILD-Tenant", "value": "hacker"},
+                {"key": "Via", "value": "1.1 evil"},
             ],
             tenant="guarded-town",
+            management={"localOnly": True},
         )
-        response = httpx.get(f"{home.url}{API}/entities", params={"type": RIVER})
+        response = httpx.get(
+            f"{home.url}{API}/entities", params={"type": RIVER}, headers={"X-User": "abcd"}
+        )
         assert _ids(response) == [f"urn:ngsi-ld:{RIVER}:guarded-01"]
         sent = _Recorder.seen[-1]
         assert sent["Authorization"] == "Bearer town-secret"
         assert sent["X-Town"] == "guarded"
-        assert sent["NGSILD-Tenant"] == "guarded-town"
-        assert sent["Via"].endswith(home.url.split("://")[1])
+        assert sent["X-User"] == "abcd"  # copied from the triggering request (4.3.6.5)
+        assert sent["NGSILD-Tenant"] == "guarded-town"  # never taken from contextSourceInfo
+        assert sent["Via"] == "1.1 " + home.url.split("://")[1]
+        assert "local=true" in sent["path"]  # localOnly: the source must not cascade
+        httpx.get(f"{home.url}{API}/entities", params={"type": RIVER})
+        assert "X-User" not in _Recorder.seen[-1]
         shown = httpx.get(f"{home.url}{API}/csourceRegistrations/{reg['id']}").json()
         assert shown["contextSourceInfo"] == [
             {"key": "Authorization", "value": "********"},
             {"key": "X-Town", "value": "guarded"},
+            {"key": "X-User", "value": "urn:ngsi-ld:request"},
+            {"key": "NGSILD-Tenant", "value": "hacker"},
+            {"key": "Via", "value": "1.1 evil"},
         ]
         patched = httpx.patch(
             f"{home.url}{API}/csourceRegistrations/{reg['id']}",
@@ -378,5 +391,22 @@ def test_a_redirect_registration_keeps_nothing_locally(tmp_path: Path, source: s
         purge = httpx.delete(f"{home.url}{API}/entities", params={"type": RIVER})
         assert purge.status_code == 204
         assert _Source.requests[-1][:2] == ("DELETE", f"{API}/entities?type={RIVER}")
+    finally:
+        home.stop()
+
+
+def test_a_redirect_source_that_cannot_take_a_write_is_a_conflict(
+    tmp_path: Path, source: str
+) -> None:
+    home = start_server(tmp_path / "home")
+    try:
+        _register(home, source, mode="redirect", operations=["retrieveOps"])
+        gauge = _gauge("away", 1, 1.0)
+        response = httpx.post(f"{home.url}{API}/entities", json=gauge)
+        assert response.status_code == 409, response.text
+        assert response.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/Conflict"
+        assert _Source.requests == []
+        local = httpx.get(f"{home.url}{API}/entities/{gauge['id']}", params={"local": "true"})
+        assert local.status_code == 404
     finally:
         home.stop()

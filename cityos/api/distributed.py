@@ -37,14 +37,16 @@ from cityos.core.federation import (
     exclusive_attrs,
     merge_entities,
     read_targets,
+    redirect_refusing,
     split_write,
     supported_operations,
     write_targets,
 )
 from cityos.core.jsonld import CompiledContext
 from cityos.core.model import StoredEntity, now_iso
+from cityos.core.registrations import Registration
 from cityos.core.temporal import now_us
-from cityos.errors import CityOSError, LoopDetected
+from cityos.errors import CityOSError, Conflict, LoopDetected
 from cityos.federation import Call, Federation, Reply
 
 __all__ = [
@@ -75,15 +77,23 @@ def _check_loop(request: Request, fed: Federation) -> None:
         )
 
 
+async def _registrations(request: Request) -> tuple[Federation, list[Registration]] | None:
+    """The tenant's registrations, or None when the request stays local (``local=true``,
+    or nothing is registered)."""
+    if parse_flag(request.query_params, "local"):
+        return None
+    fed = _federation(request)
+    regs = await fed.registrations(http.tenant_of(request))
+    return (fed, regs) if regs else None
+
+
 async def _targets(
     request: Request, pick: Callable[[list[Any], int], list[Target]]
 ) -> list[Target]:
-    if parse_flag(request.query_params, "local"):
+    found = await _registrations(request)
+    if found is None:
         return []
-    fed = _federation(request)
-    regs = await fed.registrations(http.tenant_of(request))
-    if not regs:
-        return []
+    fed, regs = found
     targets = [t for t in pick(regs, now_us()) if not fed.cooling(t)]
     if targets:
         _check_loop(request, fed)
@@ -174,14 +184,19 @@ def query_call(
     client did not POST one it also takes), else by POST /entityOperations/query."""
     ops = supported_operations(target.reg)
     params = sel.for_target(target, window)
-    via = request.headers.get("via")
+    incoming = request.headers
     if "queryBatch" in ops and (post or "queryEntity" not in ops):
         limit = {"limit": params.pop("limit")}
         call = Call(
-            "POST", "/entityOperations/query", limit, query_body(params), via=via, link=sel.link
+            "POST",
+            "/entityOperations/query",
+            limit,
+            query_body(params),
+            incoming=incoming,
+            link=sel.link,
         )
         return fed.call(target, call)
-    return fed.call(target, Call("GET", "/entities", params, via=via, link=sel.link))
+    return fed.call(target, Call("GET", "/entities", params, incoming=incoming, link=sel.link))
 
 
 def retrieve_call(
@@ -193,9 +208,7 @@ def retrieve_call(
     attrs = forwarded_attrs(target, sel.attrs)
     params = {"attrs": ",".join(sel.rctx.compiled.compact(a) for a in attrs)} if attrs else None
     path = "/entities/" + quote(entity_id, safe=":")
-    return fed.call(
-        target, Call("GET", path, params, via=request.headers.get("via"), link=sel.link)
-    )
+    return fed.call(target, Call("GET", path, params, incoming=request.headers, link=sel.link))
 
 
 async def retrieve_everywhere(
@@ -381,7 +394,7 @@ class WritePlan:
             forward.path,
             forward.params,
             content_type=http.JSONLD if jsonld else http.JSON,
-            via=self.request.headers.get("via"),
+            incoming=self.request.headers,
             link=None if jsonld else self.request.headers.get("link"),
         )
 
@@ -470,15 +483,20 @@ async def plan_write(
     """Where a write ``op`` on the Entity goes, or None when it stays wholly local.
     ``attrs`` are the expanded Attributes it writes; None for the whole Entity. Without
     ``types`` the Entity's stored types decide which registrations cover it."""
-    if parse_flag(request.query_params, "local"):
+    found = await _registrations(request)
+    if found is None:
         return None
-    fed = _federation(request)
-    regs = await fed.registrations(http.tenant_of(request))
-    if not regs:
-        return None
+    fed, regs = found
     if types is None:
         types = await _local_types(request, entity_id)
-    targets = [t for t in write_targets(regs, op, entity_id, types, now_us()) if not fed.cooling(t)]
+    now = now_us()
+    targets = [t for t in write_targets(regs, op, entity_id, types, now) if not fed.cooling(t)]
+    refusing = redirect_refusing(regs, op, entity_id, types, attrs, now)
+    if refusing is not None and not any(t.mode == "redirect" for t in targets):
+        raise Conflict(
+            f"Entity {entity_id} is redirected to {refusing.members['endpoint']} by registration"
+            f" {refusing.id}, which does not support {op}"
+        )
     if not targets:
         return None
     _check_loop(request, fed)
@@ -535,7 +553,7 @@ class BatchPlan:
             path,
             params or None,
             content_type=http.JSONLD if jsonld else http.JSON,
-            via=self.request.headers.get("via"),
+            incoming=self.request.headers,
             link=None if jsonld else self.request.headers.get("link"),
         )
         calls = [
@@ -569,12 +587,10 @@ def _batch_failures(reply: Reply, ids: list[str]) -> list[tuple[str, dict[str, A
 
 async def plan_batch(request: Request, op: str, items: Sequence[BatchItem]) -> BatchPlan | None:
     """Where the Entities of a batch ``op`` go, or None when the batch stays local."""
-    if parse_flag(request.query_params, "local"):
+    found = await _registrations(request)
+    if found is None:
         return None
-    fed = _federation(request)
-    regs = await fed.registrations(http.tenant_of(request))
-    if not regs:
-        return None
+    fed, regs = found
     sends: dict[str, tuple[Target, list[tuple[str, Any]]]] = {}
     kept: dict[str, frozenset[str]] = {}
     now = now_us()

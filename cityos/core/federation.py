@@ -28,6 +28,7 @@ __all__ = [
     "TypeTest",
     "conflict",
     "exclusive_attrs",
+    "redirect_refusing",
     "merge_entities",
     "read_targets",
     "split_write",
@@ -156,6 +157,32 @@ def write_targets(
     ]
     targets.sort(key=lambda t: order[t.mode])
     return targets
+
+
+def redirect_refusing(
+    regs: Iterable[Registration],
+    op: str,
+    entity_id: str,
+    types: Sequence[str] | None,
+    attrs: Iterable[str] | None,
+    now_us: int,
+) -> Registration | None:
+    """A redirect registration that covers the write but whose source does not support
+    ``op``: the Entity is held there, so the write cannot be done here either (clause
+    5.6.1.4 and its siblings: Conflict)."""
+    type_ok = None if types is None else frozenset(types).__contains__
+    written = frozenset(attrs) if attrs is not None else None
+    for reg in regs:
+        if reg.expired(now_us) or reg.members.get("mode") != "redirect":
+            continue
+        if op in supported_operations(reg):
+            continue
+        target = _target(reg, entity_id, type_ok)
+        if target is None:
+            continue
+        if written is None or target.attrs is None or written & target.attrs:
+            return reg
+    return None
 
 
 def read_targets(

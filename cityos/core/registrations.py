@@ -389,6 +389,13 @@ def _key_values(name: str, value: Any, ctx: CompiledContext, now: str) -> list[d
     return list(value)
 
 
+def _local_only(name: str, value: Any, ctx: CompiledContext, now: str) -> bool:
+    """``localOnly`` given beside ``management`` rather than in it (clause 5.2.9, V1.9.1):
+    the source is asked only for the data it holds itself."""
+    _require(isinstance(value, bool), "localOnly must be true or false")
+    return bool(value)
+
+
 def _management(name: str, value: Any, ctx: CompiledContext, now: str) -> dict[str, Any]:
     """The management member: localOnly, cacheDuration, timeout and cooldown (clause 5.2.9)."""
     _require(isinstance(value, dict) and bool(value), "management must be a non-empty object")
@@ -438,6 +445,7 @@ _MEMBERS = {
     "operationSpace": _geometry,
     "contextSourceInfo": _key_values,
     "management": _management,
+    "localOnly": _local_only,
     "scope": _scope,
 }
 
