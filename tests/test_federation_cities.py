@@ -410,3 +410,32 @@ def test_a_redirect_source_that_cannot_take_a_write_is_a_conflict(
         assert local.status_code == 404
     finally:
         home.stop()
+
+
+def test_types_and_attributes_are_discovered_across_towns(tmp_path: Path) -> None:
+    home, town = start_server(tmp_path / "home"), start_server(tmp_path / "town")
+    try:
+        _create(home, _gauge("home", 1, 1.0))
+        _create(
+            town,
+            {"id": GATE, "type": "SluiceGate", "gateOpen": {"type": "Property", "value": False}},
+        )
+        _register(home, town, information=[{"entities": [{"type": "SluiceGate"}]}])
+        types = httpx.get(f"{home.url}{API}/types").json()
+        assert types["typeList"] == ["SluiceGate", RIVER]
+        local = httpx.get(f"{home.url}{API}/types", params={"local": "true"}).json()
+        assert local["typeList"] == [RIVER]
+        details = httpx.get(f"{home.url}{API}/types", params={"details": "true"}).json()
+        assert {d["typeName"]: d["attributeNames"] for d in details} == {
+            "SluiceGate": ["gateOpen"],
+            RIVER: ["town", "waterLevel"],
+        }
+        attrs = httpx.get(f"{home.url}{API}/attributes").json()
+        assert attrs["attributeList"] == ["gateOpen", "town", "waterLevel"]
+        town.stop()
+        degraded = httpx.get(f"{home.url}{API}/types")
+        assert degraded.json()["typeList"] == [RIVER]
+        assert "NGSILD-Warning" in degraded.headers
+    finally:
+        home.stop()
+        town.stop()

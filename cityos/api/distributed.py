@@ -625,3 +625,18 @@ class SourceError(CityOSError):
         self.title = str(problem.get("title", "Context source failed"))
         status = problem.get("status")
         self.status = status if isinstance(status, int) else 500
+
+
+async def discover(
+    request: Request, targets: Sequence[Target], path: str, rctx: http.RequestContext
+) -> tuple[list[Any], list[Reply]]:
+    """Asks the sources a discovery question (``/types``, ``/attributes``, clause 5.7.5
+    ff.) with the client's @context: the answers that came, and the sources that failed."""
+    fed = _federation(request)
+    link = rctx.link_header() if isinstance(rctx.value, str) else None
+    params = {k: v for k, v in request.query_params.items() if k == "details"} or None
+    call = Call("GET", path, params, incoming=request.headers, link=link)
+    replies = await asyncio.gather(*(fed.call(t, call) for t in targets))
+    answers = [r.body for r in replies if r.ok and isinstance(r.body, dict | list)]
+    failed = [r for r in replies if not r.ok and (r.status != 404 or r.invalid)]
+    return answers, failed

@@ -9,13 +9,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityos.api import http
+from cityos.api import distributed, http
 from cityos.api.deps import existing_tenant, services
 from cityos.api.params import parse_flag
 from cityos.errors import ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow
 
 __all__ = ["ROUTES"]
+
+Headers = dict[str, str]
 
 
 async def _summary(
@@ -28,20 +30,68 @@ async def _summary(
     return rctx, await svc.store.type_counts(tenant), await svc.store.attribute_summary(tenant)
 
 
+async def _everywhere(
+    request: Request, op: str, path: str
+) -> tuple[http.RequestContext, dict[str, int], list[AttributeSummaryRow], list[Any], Headers]:
+    """The local summary and what the registered sources supporting ``op`` answered to
+    ``path`` (clause 4.3.6.2: discovery is a distributed operation too)."""
+    targets = await distributed.read_plan(request, (op,), None, None, None)
+    if not targets:
+        return (*await _summary(request), [], {})
+    svc = services(request)
+    rctx = await http.request_context(request, svc.contexts, accept=http.negotiate(request))
+    answers, failed = await distributed.discover(request, targets, path, rctx)
+    tenant = http.tenant_of(request)
+    counts, rows = {}, []
+    if await svc.store.tenant_exists(tenant):
+        counts = await svc.store.type_counts(tenant)
+        rows = await svc.store.attribute_summary(tenant)
+    return rctx, counts, rows, answers, distributed.warning_headers(failed)
+
+
+def _remote_items(answers: list[Any], member: str | None) -> list[Any]:
+    """The list items of the sources' answers: ``member`` of each list object, else each
+    element of a details array."""
+    out: list[Any] = []
+    for answer in answers:
+        if member is not None and isinstance(answer, dict):
+            out += [i for i in answer.get(member, []) if isinstance(i, str)]
+        elif member is None and isinstance(answer, list):
+            out += [i for i in answer if isinstance(i, dict)]
+    return out
+
+
+def _merge_details(
+    local: list[dict[str, Any]], remote: list[dict[str, Any]], key: str, names: str
+) -> list[dict[str, Any]]:
+    """Details entries by ``key``, their ``names`` lists joined."""
+    merged = {e[key]: dict(e) for e in local}
+    for item in remote:
+        name = item.get(key)
+        if not isinstance(name, str):
+            continue
+        entry = merged.setdefault(name, {**item, names: []})
+        entry[names] = sorted(set(entry.get(names, [])) | set(item.get(names) or []))
+    return [merged[k] for k in sorted(merged)]
+
+
 def _list_id(kind: str) -> str:
     return f"urn:ngsi-ld:{kind}:{uuid.uuid4().hex}"
 
 
 async def list_types(request: Request) -> Response:
-    rctx, counts, rows = await _summary(request)
+    rctx, counts, rows, answers, headers = await _everywhere(
+        request, "retrieveEntityTypes", "/types"
+    )
     c = rctx.compiled.compact
     if not parse_flag(request.query_params, "details"):
+        names = {c(t) for t in counts} | set(_remote_items(answers, "typeList"))
         body: Any = {
             "id": _list_id("EntityTypeList"),
             "type": "EntityTypeList",
-            "typeList": sorted(c(t) for t in counts),
+            "typeList": sorted(names),
         }
-        return http.json_response(body, rctx)
+        return http.json_response(body, rctx, headers=headers)
     attrs: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         attrs[row.type].add(row.attribute)
@@ -54,7 +104,9 @@ async def list_types(request: Request) -> Response:
         }
         for t in sorted(counts)
     ]
-    return http.json_response(body, rctx)
+    if answers:
+        body = _merge_details(body, _remote_items(answers, None), "typeName", "attributeNames")
+    return http.json_response(body, rctx, headers=headers)
 
 
 async def retrieve_type(request: Request) -> Response:
@@ -98,16 +150,17 @@ def _by_attribute(rows: list[AttributeSummaryRow]) -> dict[str, dict[str, Any]]:
 
 
 async def list_attributes(request: Request) -> Response:
-    rctx, _, rows = await _summary(request)
+    rctx, _, rows, answers, headers = await _everywhere(request, "retrieveAttrTypes", "/attributes")
     c = rctx.compiled.compact
     attrs = _by_attribute(rows)
     if not parse_flag(request.query_params, "details"):
+        names = {c(a) for a in attrs} | set(_remote_items(answers, "attributeList"))
         body: Any = {
             "id": _list_id("AttributeList"),
             "type": "AttributeList",
-            "attributeList": sorted(c(a) for a in attrs),
+            "attributeList": sorted(names),
         }
-        return http.json_response(body, rctx)
+        return http.json_response(body, rctx, headers=headers)
     body = [
         {
             "id": a,
@@ -117,7 +170,9 @@ async def list_attributes(request: Request) -> Response:
         }
         for a, info in sorted(attrs.items())
     ]
-    return http.json_response(body, rctx)
+    if answers:
+        body = _merge_details(body, _remote_items(answers, None), "attributeName", "typeNames")
+    return http.json_response(body, rctx, headers=headers)
 
 
 async def retrieve_attribute(request: Request) -> Response:
