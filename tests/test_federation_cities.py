@@ -439,3 +439,45 @@ def test_types_and_attributes_are_discovered_across_towns(tmp_path: Path) -> Non
     finally:
         home.stop()
         town.stop()
+
+
+def _observe(at: Server, entity_id: str, level: float, when: str) -> None:
+    update = {"waterLevel": {"type": "Property", "value": level, "observedAt": when}}
+    response = httpx.patch(f"{at.url}{API}/entities/{entity_id}/attrs", json=update)
+    assert response.status_code == 204, response.text
+
+
+def test_the_history_of_a_towns_gauges_is_read_in_place(tmp_path: Path) -> None:
+    home, town = start_server(tmp_path / "home"), start_server(tmp_path / "town")
+    try:
+        mine, theirs = _gauge("home", 1, 1.0), _gauge("town", 1, 2.0)
+        _create(home, mine)
+        _create(town, theirs)
+        for hour, level in enumerate((2.1, 2.4, 2.9), start=1):
+            _observe(town, theirs["id"], level, f"2026-11-01T0{hour}:00:00Z")
+        _observe(home, mine["id"], 1.1, "2026-11-01T02:30:00Z")
+        _register(home, town)
+        url = f"{home.url}{API}/temporal/entities"
+        window = {"timerel": "after", "timeAt": "2026-11-01T00:00:00Z", "attrs": "waterLevel"}
+        one = httpx.get(f"{url}/{theirs['id']}", params=window)
+        assert one.status_code == 200, one.text
+        assert [i["value"] for i in one.json()["waterLevel"]] == [2.1, 2.4, 2.9]
+        assert all("instanceId" in i for i in one.json()["waterLevel"])
+        newest = httpx.get(f"{url}/{theirs['id']}", params={**window, "lastN": "2"}).json()
+        assert [i["value"] for i in newest["waterLevel"]] == [2.4, 2.9]
+        both = httpx.get(url, params={**window, "type": RIVER, "format": "temporalValues"})
+        assert both.status_code == 200, both.text
+        values = {e["id"]: e["waterLevel"]["values"] for e in both.json()}
+        assert values == {
+            mine["id"]: [[1.1, "2026-11-01T02:30:00Z"]],
+            theirs["id"]: [
+                [2.1, "2026-11-01T01:00:00Z"],
+                [2.4, "2026-11-01T02:00:00Z"],
+                [2.9, "2026-11-01T03:00:00Z"],
+            ],
+        }
+        local = httpx.get(url, params={**window, "type": RIVER, "local": "true"}).json()
+        assert [e["id"] for e in local] == [mine["id"]]
+    finally:
+        home.stop()
+        town.stop()

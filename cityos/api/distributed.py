@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 
-def _federation(request: Request) -> Federation:
+def federation_of(request: Request) -> Federation:
     fed: Federation = request.app.state.federation
     return fed
 
@@ -82,7 +82,7 @@ async def _registrations(request: Request) -> tuple[Federation, list[Registratio
     or nothing is registered)."""
     if parse_flag(request.query_params, "local"):
         return None
-    fed = _federation(request)
+    fed = federation_of(request)
     regs = await fed.registrations(http.tenant_of(request))
     return (fed, regs) if regs else None
 
@@ -215,7 +215,7 @@ async def retrieve_everywhere(
     request: Request, targets: Sequence[Target], local: StoredEntity | None, sel: Selection
 ) -> tuple[StoredEntity | None, list[Reply]]:
     """The Entity merged from the local store and the sources, and the sources that failed."""
-    fed = _federation(request)
+    fed = federation_of(request)
     entity_id = sel.params["id"]
     calls = [retrieve_call(fed, request, t, entity_id, sel) for t in targets]
     fragments, failed = await gather_fragments(calls, sel.rctx.compiled)
@@ -237,7 +237,7 @@ async def query_everywhere(
     reported beyond what it returned (an upper bound when sides share Entities)."""
     offset, limit = page
     window = offset + limit
-    fed = _federation(request)
+    fed = federation_of(request)
     calls = [query_call(fed, request, t, sel, window, post) for t in targets]
     (local_entities, local_count), (fragments, failed) = await asyncio.gather(
         local(window), gather_fragments(calls, sel.rctx.compiled)
@@ -387,7 +387,7 @@ class WritePlan:
 
     async def run(self, local: LocalWrite, forward: Forward, created: bool = False) -> Response:
         """Runs the local part and the forwards concurrently and answers for all of them."""
-        fed = _federation(self.request)
+        fed = federation_of(self.request)
         jsonld = _is_jsonld(self.request)
         base = Call(
             forward.method,
@@ -545,7 +545,7 @@ class BatchPlan:
 
     async def forward(self, path: str) -> dict[str, list[dict[str, Any]]]:
         """Sends each source its part of the batch; the failures by Entity id."""
-        fed = _federation(self.request)
+        fed = federation_of(self.request)
         jsonld = _is_jsonld(self.request)
         params = {k: v for k, v in self.request.query_params.items() if k != "local"}
         base = Call(
@@ -632,7 +632,7 @@ async def discover(
 ) -> tuple[list[Any], list[Reply]]:
     """Asks the sources a discovery question (``/types``, ``/attributes``, clause 5.7.5
     ff.) with the client's @context: the answers that came, and the sources that failed."""
-    fed = _federation(request)
+    fed = federation_of(request)
     link = rctx.link_header() if isinstance(rctx.value, str) else None
     params = {k: v for k, v in request.query_params.items() if k == "details"} or None
     call = Call("GET", path, params, incoming=request.headers, link=link)

@@ -10,16 +10,21 @@ Entity already holds a newer observation); deleting a temporal Entity deletes th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityos.api import http
+from cityos.api import distributed, distributed_temporal, http
 from cityos.api.deps import existing_tenant, now_iso, services
+from cityos.api.distributed_temporal import (
+    query_temporal_everywhere,
+    retrieve_temporal_everywhere,
+)
 from cityos.api.params import parse_csv, parse_flag, parse_options, parse_paging
-from cityos.api.querying import entity_query_from, geo_from_body
+from cityos.api.problems import problem_response
+from cityos.api.querying import entity_query_from, geo_from_body, type_test
 from cityos.core import changes
 from cityos.core.entities import (
     check_name,
@@ -27,8 +32,10 @@ from cityos.core.entities import (
     parse_attribute_fragment,
     parse_temporal_entity,
 )
+from cityos.core.federation import Target
 from cityos.core.geo import parse_geoq
 from cityos.core.linked import apply_shape, parse_shape
+from cityos.core.query.typeexpr import expand_types, parse_types
 from cityos.core.temporal import (
     TemporalEntity,
     TemporalQuery,
@@ -253,8 +260,18 @@ async def retrieve(request: Request) -> Response:
     params = request.query_params
     representation, sys_attrs = _representation(params)
     tq = _temporal_query(params, rctx, representation, svc.settings.temporal_max_instances)
-    tenant = await existing_tenant(request)
     parse_shape(params)  # bad pick/omit is 400 whether or not the Entity exists
+    ask = _Ask(rctx, params, representation, sys_attrs, tq)
+    targets = await _temporal_targets(request, "retrieveTemporal", entity_id, None, tq)
+    if targets:  # the history the sources keep of this Entity, joined (clause 4.3.6)
+        sel = distributed.Selection({**params, "id": entity_id}, list(tq.attrs) or None, rctx)
+        local = await _local_temporal(request, entity_id, tq)
+        merged, headers = await retrieve_temporal_everywhere(request, targets, local, sel, tq)
+        if merged is None:
+            missing = ResourceNotFound(f"Temporal Entity {entity_id} does not exist")
+            return problem_response(missing, headers)
+        return _render([merged], ask, True, headers)
+    tenant = await existing_tenant(request)
     entity = await svc.store.temporal_entity(tenant, entity_id, tq)
     if (
         tq.attrs
@@ -262,7 +279,24 @@ async def retrieve(request: Request) -> Response:
         and not await _has_attrs(request, tenant, entity_id, tq)
     ):
         raise ResourceNotFound(f"Temporal Entity {entity_id} has none of the attributes asked for")
-    return _render([entity], _Ask(rctx, params, representation, sys_attrs, tq), True, {})
+    return _render([entity], ask, True, {})
+
+
+async def _temporal_targets(
+    request: Request, op: str, entity_id: str | None, types: Any, tq: TemporalQuery
+) -> list[Target]:
+    if not distributed_temporal.forwarded(request.query_params):
+        return []
+    return await distributed.read_plan(request, (op,), entity_id, types, tq.attrs or None)
+
+
+async def _local_temporal(
+    request: Request, entity_id: str, tq: TemporalQuery
+) -> TemporalEntity | None:
+    try:
+        return await services(request).store.temporal_entity(http.tenant_of(request), entity_id, tq)
+    except ResourceNotFound:
+        return None
 
 
 async def _has_attrs(request: Request, tenant: str, entity_id: str, tq: TemporalQuery) -> bool:
@@ -291,6 +325,23 @@ async def query(request: Request) -> Response:
     )
     paging = parse_paging(params, svc.settings.default_limit, svc.settings.max_limit)
     ask = _Ask(rctx, params, representation, sys_attrs, tq)
+    tenant = http.tenant_of(request)
+    types = params.get("type")
+    type_ok = type_test(expand_types(parse_types(types), rctx.compiled.expand)) if types else None
+    targets = await _temporal_targets(request, "queryTemporal", None, type_ok, tq)
+    if targets:  # clause 4.3.6: the local histories and the sources', merged by Entity
+        window = paging.offset + paging.limit
+        local_query = entity_query_from(
+            params, rctx.compiled, tenant, geo, replace(paging, offset=0, limit=window)
+        )
+        local: list[TemporalEntity] = []
+        if await svc.store.tenant_exists(tenant):
+            local, _ = await svc.store.query_temporal(local_query, tq)
+        sel = distributed.Selection(dict(params), list(tq.attrs) or None, rctx)
+        found, headers = await query_temporal_everywhere(request, targets, local, sel, tq, window)
+        if paging.count:
+            headers["NGSILD-Results-Count"] = str(len(found))
+        return _render(found[paging.offset : window], ask, False, headers)
     return await _answer(request, ask, [params], geo, paging)
 
 

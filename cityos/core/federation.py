@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from cityos.core.model import StoredAttribute, StoredEntity
 from cityos.core.registrations import Registration, RegistrationInfo
+from cityos.core.temporal import TemporalEntity, TemporalQuery, parse_time
+from cityos.errors import CityOSError
 
 __all__ = [
     "OPERATION_GROUPS",
@@ -30,6 +32,7 @@ __all__ = [
     "exclusive_attrs",
     "redirect_refusing",
     "merge_entities",
+    "merge_temporal",
     "read_targets",
     "split_write",
     "supported_operations",
@@ -346,3 +349,45 @@ def _absorb(
         elif override:
             attrs[name] = _merge_attribute(attrs[name], instances)
     return merged
+
+
+# -- merging temporal evolutions (clause 5.7.3.4, 5.7.4.4 with distributed operations) --
+
+
+def merge_temporal(
+    local: TemporalEntity | None, remote: Sequence[TemporalEntity], tq: TemporalQuery
+) -> TemporalEntity | None:
+    """One temporal Entity from the local history and the sources': each Attribute's
+    instances joined in time order (by the query's timeproperty), then cut to the newest
+    ``lastN`` when the query asks for it."""
+    if local is None and not remote:
+        return None
+    base = local or remote[0]
+    merged = TemporalEntity(
+        base.id,
+        list(base.types),
+        base.scope,
+        base.created_at,
+        base.modified_at,
+        base.deleted_at,
+        {k: list(v) for k, v in base.attrs.items()},
+        dict(base.aggregates),
+        base.content_range,
+    )
+    for entity in remote if local is not None else remote[1:]:
+        merged.types = list(dict.fromkeys([*merged.types, *entity.types]))
+        for name, instances in entity.attrs.items():
+            merged.attrs.setdefault(name, []).extend(instances)
+    for name, instances in merged.attrs.items():
+        instances.sort(key=lambda i: _instant(i, tq.timeproperty))
+        if tq.last_n is not None:
+            merged.attrs[name] = instances[-tq.last_n :]
+    return merged
+
+
+def _instant(inst: StoredAttribute, timeproperty: str) -> int:
+    value = inst.get(timeproperty) or inst.get("createdAt")
+    try:
+        return parse_time(value, timeproperty)
+    except CityOSError:
+        return 0
