@@ -481,3 +481,20 @@ def test_the_history_of_a_towns_gauges_is_read_in_place(tmp_path: Path) -> None:
     finally:
         home.stop()
         town.stop()
+
+
+def test_csf_chooses_which_sources_a_query_reaches(tmp_path: Path) -> None:
+    home, town = start_server(tmp_path / "home"), start_server(tmp_path / "town")
+    try:
+        mine, theirs = _gauge("home", 1, 1.0), _gauge("town", 1, 2.0)
+        _create(home, mine)
+        _create(town, theirs)
+        _register(home, town, sourceType="sensor")
+        url = f"{home.url}{API}/entities"
+        sensors = httpx.get(url, params={"type": RIVER, "csf": 'sourceType=="sensor"'})
+        assert _ids(sensors) == sorted([mine["id"], theirs["id"]])
+        archives = httpx.get(url, params={"type": RIVER, "csf": 'sourceType=="archive"'})
+        assert _ids(archives) == [mine["id"]]
+    finally:
+        home.stop()
+        town.stop()

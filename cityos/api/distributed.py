@@ -44,6 +44,8 @@ from cityos.core.federation import (
 )
 from cityos.core.jsonld import CompiledContext
 from cityos.core.model import StoredEntity, now_iso
+from cityos.core.query.q import expand_q, parse_q
+from cityos.core.registration_matching import csf_matches
 from cityos.core.registrations import Registration
 from cityos.core.temporal import now_us
 from cityos.errors import CityOSError, Conflict, LoopDetected
@@ -94,6 +96,11 @@ async def _targets(
     if found is None:
         return []
     fed, regs = found
+    csf = request.query_params.get("csf")
+    if csf:  # clause 5.7.2.4: only the sources whose registration satisfies csf
+        ctx = (await http.request_context(request, services(request).contexts)).compiled
+        node = expand_q(parse_q(csf), ctx.expand)
+        regs = [r for r in regs if csf_matches(r, node)]
     targets = [t for t in pick(regs, now_us()) if not fed.cooling(t)]
     if targets:
         _check_loop(request, fed)

@@ -29,7 +29,7 @@ from cityos.core.registrations import (
 )
 from cityos.core.temporal import parse_time
 
-__all__ = ["RegistrationQuery", "matches", "q_attributes"]
+__all__ = ["RegistrationQuery", "csf_matches", "matches", "q_attributes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def matches(reg: Registration, query: RegistrationQuery) -> bool:
     """Whether the registration is one the query discovers (clause 5.10.2.4)."""
     if not any(_info_matches(info, query) for info in reg.information):
         return False
-    if query.csf is not None and not match_q(_as_entity(reg), query.csf):
+    if query.csf is not None and not csf_matches(reg, query.csf):
         return False
     if query.scope_q is not None and not match_scope(
         {"scope": reg.members.get("scope")}, query.scope_q
@@ -101,6 +101,12 @@ def _entity_matches(entity: EntityInfo, query: RegistrationQuery) -> bool:
         or entity.id is None
         or bool(re.search(query.id_pattern, entity.id))
     )
+
+
+def csf_matches(reg: Registration, csf: QNode) -> bool:
+    """Whether the registration's properties satisfy a ``csf`` filter (clause 4.9 q
+    grammar over registration properties)."""
+    return match_q(_as_entity(reg), csf)
 
 
 def _as_entity(reg: Registration) -> StoredEntity:
