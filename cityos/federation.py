@@ -89,6 +89,10 @@ _BINDING_HEADERS = frozenset(
 )
 
 
+# contextSourceInfo keys that instruct the broker rather than name headers (4.3.6.6).
+_INSTRUCTIONS = frozenset({"accept", "contentType", "jsonldContext"})
+
+
 def _params(target: Target, params: Mapping[str, str] | None) -> Mapping[str, str] | None:
     """A localOnly registration (clause 5.2.9) is asked for its own data: ``local=true``."""
     members = target.reg.members
@@ -183,7 +187,10 @@ class Federation:
         out = {"Accept": "application/json"}
         for pair in target.reg.members.get("contextSourceInfo", []):
             key, value = str(pair["key"]), str(pair["value"])
-            if key.lower() in _BINDING_HEADERS:
+            if key == "accept" and value in ("application/json", "application/ld+json"):
+                out["Accept"] = value  # clause 4.3.6.6: the format the source answers in
+                continue
+            if key.lower() in _BINDING_HEADERS or key in _INSTRUCTIONS:
                 continue
             if value == "urn:ngsi-ld:request":
                 if key not in req.incoming:

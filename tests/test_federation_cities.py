@@ -273,6 +273,7 @@ def test_credentials_reach_the_source_and_are_never_shown(tmp_path: Path) -> Non
                 {"key": "X-User", "value": "urn:ngsi-ld:request"},
                 {"key": "NGSILD-Tenant", "value": "hacker"},
                 {"key": "Via", "value": "1.1 evil"},
+                {"key": "accept", "value": "application/ld+json"},
             ],
             tenant="guarded-town",
             management={"localOnly": True},
@@ -288,6 +289,7 @@ def test_credentials_reach_the_source_and_are_never_shown(tmp_path: Path) -> Non
         assert sent["NGSILD-Tenant"] == "guarded-town"  # never taken from contextSourceInfo
         assert sent["Via"] == "1.1 " + home.url.split("://")[1]
         assert "local=true" in sent["path"]  # localOnly: the source must not cascade
+        assert sent["Accept"] == "application/ld+json"  # an instruction (4.3.6.6), no header
         httpx.get(f"{home.url}{API}/entities", params={"type": RIVER})
         assert "X-User" not in _Recorder.seen[-1]
         shown = httpx.get(f"{home.url}{API}/csourceRegistrations/{reg['id']}").json()
@@ -297,6 +299,7 @@ def test_credentials_reach_the_source_and_are_never_shown(tmp_path: Path) -> Non
             {"key": "X-User", "value": "urn:ngsi-ld:request"},
             {"key": "NGSILD-Tenant", "value": "hacker"},
             {"key": "Via", "value": "1.1 evil"},
+            {"key": "accept", "value": "application/ld+json"},
         ]
         patched = httpx.patch(
             f"{home.url}{API}/csourceRegistrations/{reg['id']}",
