@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import orjson
 
 from cityos import __version__
@@ -142,6 +143,83 @@ def migrate(data_dir: Path | None, database: str | None, config: str | None) -> 
     click.echo(f"schema is up to date ({_hide_password(settings.database_url) or 'SQLite'})")
 
 
+@main.command("import", short_help="Copy the Entities of a FIWARE Orion into this store.")
+@click.option(
+    "--from-orion", "orion_url", required=True, help="Base URL of the Orion (NGSI-v2) to read."
+)
+@click.option("--service", default="", help="Fiware-Service to read (the town's tenant).")
+@click.option(
+    "--service-path",
+    default="/#",
+    show_default=True,
+    help="Fiware-ServicePath to read; a single path is kept as the Entities' scope.",
+)
+@click.option("--tenant", default=None, help="Tenant to write into [default: the service].")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    help="Extra request header NAME:VALUE for Orion, e.g. 'X-Auth-Token: ...' (repeatable).",
+)
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"]
+)
+@click.option("--database", default=None, help=SETTINGS_HELP["database_url"])
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TOML file with settings.",
+)
+def import_command(**opts: Any) -> None:
+    """Copy every Entity of an Orion service (path) into this City OS, over Orion's NGSI-v2
+    API, with a progress bar. Safe to run again: it updates what it imported."""
+    from cityos.v2.orion_import import OrionSource
+
+    extra = {}
+    for header in opts["headers"]:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{header!r} is not NAME:VALUE", param_hint="--header")
+        extra[name.strip()] = value.strip()
+    service = opts["service"]
+    source = OrionSource(opts["orion_url"], service, opts["service_path"], extra)
+    settings = _settings(
+        data_dir=opts["data_dir"], database_url=opts["database"], config=opts["config"]
+    )
+    tenant = opts["tenant"] if opts["tenant"] is not None else service.lower()
+    report = asyncio.run(_import(settings, source, tenant))
+    click.echo(f"imported {report.imported} of {report.total} Entities")
+    for v2_id, reason in report.failed:
+        click.echo(f"failed {v2_id}: {reason}", err=True)
+    if report.failed:
+        raise SystemExit(1)
+
+
+async def _import(settings: Settings, source: Any, tenant: str) -> Any:
+    from cityos.errors import CityOSError
+    from cityos.v2.names import load_names
+    from cityos.v2.orion_import import import_entities
+
+    outcome: list[Any] = []
+
+    async def run(registry: Any, store: Any) -> None:
+        names = await load_names(registry, settings.v2_context, settings.v2_id_prefix)
+        with click.progressbar(length=1, label="Importing") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+
+            outcome.append(await import_entities(source, store, tenant, names, progress))
+
+    try:
+        await _with_store(settings, run)
+    except (CityOSError, httpx.HTTPError) as exc:
+        raise click.ClickException(getattr(exc, "detail", None) or str(exc)) from exc
+    return outcome[0]
+
+
 @main.group(short_help="Manage the @context cache.")
 def contexts() -> None:
     """Manage the @context cache, e.g. to preload contexts for a closed network (LGWAN)."""
@@ -184,6 +262,11 @@ def contexts_list(data_dir: Path | None) -> None:
 
 
 async def _with_registry(settings: Settings, action: Any) -> None:
+    await _with_store(settings, lambda registry, store: action(registry))
+
+
+async def _with_store(settings: Settings, action: Any) -> None:
+    """Runs ``action(registry, store)`` on the configured store, opened and closed."""
     from cityos.app import make_fetcher, open_store
     from cityos.core.contexts import ContextRegistry
 
@@ -192,6 +275,6 @@ async def _with_registry(settings: Settings, action: Any) -> None:
     try:
         registry = ContextRegistry(store, make_fetcher(settings), settings.base_url)
         await registry.load()
-        await action(registry)
+        await action(registry, store)
     finally:
         await store.close()
