@@ -8,16 +8,15 @@ throttling and timeInterval work exactly as for Entity subscriptions. What diffe
 is matched (``core.csource_subscriptions``) and what is rendered (a
 ContextSourceNotification with the registrations and a triggerReason)::
 
-    registration created, updated, deleted  -> registration_changed()  (the handlers call it
-                                               after the commit) -> one outbox row per
-                                               live subscription concerned
+    registration created, updated, deleted  -> outbox(): the store calls it in the
+                                               registration's write transaction -> one
+                                               outbox row per live subscription concerned
     subscription created or updated         -> notify_matching(): every registration it
                                                matches now, as newlyMatching
     timeInterval                            -> the same, periodically (no outbox row)
 
-Unlike Entity notifications, which the store writes in the transaction of their change,
-these rows are written just after the registration's commit: a crash between the two loses
-the notification of that one change (the registration itself is safe).
+As Entity notifications are written in the transaction of their change, a registration
+change and the notifications it triggers commit together: a crash loses neither.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from cityos.core.registrations import Registration, render_registration
 from cityos.core.subscriptions import Subscription
 from cityos.core.temporal import now_us
 from cityos.notifier import Notifier, restore_subscriptions, serialize_notification
-from cityos.storage.base import Store
+from cityos.storage.base import RegistrationOutbox, Store
 
 __all__ = ["CSourceNotifier", "restore_csource_subscriptions"]
 
@@ -80,9 +79,15 @@ class CSourceNotifier(Notifier):
         outbox: CSourceOutbox = self.store
         return outbox.store
 
-    async def registration_changed(self, tenant: str, before: Any, after: Any) -> None:
+    def outbox(self, tenant: str) -> RegistrationOutbox:
+        """What the store calls in a registration's write transaction: the notification
+        rows the change triggers, added in that transaction (``Store.create_registration``).
+        Call :meth:`kick` after the write to send them."""
+        return lambda before, after: self.rows_for(tenant, before, after)
+
+    def rows_for(self, tenant: str, before: Any, after: Any) -> list[Row]:
         """A registration was created (``before`` None), updated, or deleted (``after``
-        None): both are stored documents. Queues the notifications it triggers."""
+        None): both are stored documents. The notifications it triggers."""
         old = Registration.from_doc(before) if before is not None else None
         new = Registration.from_doc(after) if after is not None else None
         shown = new if new is not None else old
@@ -98,7 +103,7 @@ class CSourceNotifier(Notifier):
                 continue
             reg = relevant_registration(queries, shown)
             rows.append(_row(sub, reason, [reg], shown.id))
-        await self._enqueue(rows)
+        return rows
 
     async def notify_matching(self, sub: Subscription) -> None:
         """On creation or update of a subscription (clauses 5.11.2, 5.11.3): one

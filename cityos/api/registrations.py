@@ -54,9 +54,10 @@ async def create_registration(request: Request) -> Response:
     rctx = await http.request_context(request, svc.contexts, body)
     reg = parse_registration(body, rctx.compiled, now_iso())
     await _check_conflict(request, tenant, reg)
-    await svc.store.create_registration(tenant, reg.id, reg.to_doc())
+    notifier = csource_notifier(request)
+    await svc.store.create_registration(tenant, reg.id, reg.to_doc(), notifier.outbox(tenant))
     request.app.state.federation.forget(tenant)
-    await csource_notifier(request).registration_changed(tenant, None, reg.to_doc())
+    notifier.kick()
     return Response(status_code=201, headers={"Location": f"{PATH}/{quote(reg.id, safe=':')}"})
 
 
@@ -187,15 +188,14 @@ async def update_registration(request: Request) -> Response:
     body = await http.read_json(request, svc.settings.max_body_bytes)
     ctx = (await http.request_context(request, svc.contexts, body)).compiled
     now = now_iso()
-    docs: list[Any] = []  # the registration before and after, as the transaction saw them
 
     def change(doc: Any) -> Any:
-        docs[:] = [doc, merge_registration(Registration.from_doc(doc), body, ctx, now).to_doc()]
-        return docs[1]
+        return merge_registration(Registration.from_doc(doc), body, ctx, now).to_doc()
 
-    await svc.store.update_registration(tenant, reg_id, change)
+    notifier = csource_notifier(request)
+    await svc.store.update_registration(tenant, reg_id, change, notifier.outbox(tenant))
     request.app.state.federation.forget(tenant)
-    await csource_notifier(request).registration_changed(tenant, *docs)
+    notifier.kick()
     return Response(status_code=204)
 
 
@@ -203,10 +203,11 @@ async def delete_registration(request: Request) -> Response:
     """DELETE /csourceRegistrations/{id} (clause 5.9.4); 204."""
     svc = services(request)
     reg_id = check_uri(request.path_params["registration_id"], _ID)
-    before = await svc.store.get_registration(http.tenant_of(request), reg_id)
-    await svc.store.delete_registration(http.tenant_of(request), reg_id)
-    request.app.state.federation.forget(http.tenant_of(request))
-    await csource_notifier(request).registration_changed(http.tenant_of(request), before, None)
+    tenant = http.tenant_of(request)
+    notifier = csource_notifier(request)
+    await svc.store.delete_registration(tenant, reg_id, notifier.outbox(tenant))
+    request.app.state.federation.forget(tenant)
+    notifier.kick()
     return Response(status_code=204)
 
 

@@ -31,11 +31,15 @@ __all__ = [
     "Change",
     "EntityQuery",
     "Page",
+    "RegistrationOutbox",
     "Store",
     "WriteOutcome",
 ]
 
 Change = Callable[[StoredEntity | None], tuple[StoredEntity | None, Any]]
+# (registration before, after) -> csource notification rows (tenant, subscription id,
+# registration id, payload) to add in the same transaction.
+RegistrationOutbox = Callable[[Any, Any], Sequence[tuple[str, str, str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +162,27 @@ class Store(Protocol):
     async def load_contexts(self) -> list[ContextEntry]: ...
 
     # Context source registrations (clause 5.9), as the documents of
-    # ``cityos.core.registrations.Registration.to_doc``, keyed by tenant and id.
+    # ``cityos.core.registrations.Registration.to_doc``, keyed by tenant and id. Each
+    # write calls ``outbox(before, after)`` (documents, None for absent) in its
+    # transaction and adds the csource notification rows it returns in that transaction,
+    # so a registration change and the notifications it triggers commit together.
     # Raises AlreadyExists when the id is taken.
-    async def create_registration(self, tenant: str, reg_id: str, doc: Any) -> None: ...
+    async def create_registration(
+        self, tenant: str, reg_id: str, doc: Any, outbox: RegistrationOutbox | None = None
+    ) -> None: ...
     # Runs ``change`` (stored document -> new document) in the write transaction, so a
     # concurrent delete is never undone. Raises ResourceNotFound, or what ``change`` raised.
     async def update_registration(
-        self, tenant: str, reg_id: str, change: Callable[[Any], Any]
+        self,
+        tenant: str,
+        reg_id: str,
+        change: Callable[[Any], Any],
+        outbox: RegistrationOutbox | None = None,
     ) -> None: ...
     # Raises ResourceNotFound.
-    async def delete_registration(self, tenant: str, reg_id: str) -> None: ...
+    async def delete_registration(
+        self, tenant: str, reg_id: str, outbox: RegistrationOutbox | None = None
+    ) -> None: ...
     # Raises ResourceNotFound; never returns None.
     async def get_registration(self, tenant: str, reg_id: str) -> Any: ...
     # The tenant's registrations, ordered by id.

@@ -19,7 +19,7 @@ from cityos.core.model import StoredEntity
 from cityos.core.query.ast import AttrPath
 from cityos.core.query.orderby import OrderKey
 from cityos.core.query.typeexpr import parse_types
-from cityos.errors import AlreadyExists, ResourceNotFound
+from cityos.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from cityos.storage.base import AttributeSummaryRow, EntityQuery, WriteOutcome
 
 VOCAB = "https://ex.org/"
@@ -482,3 +482,30 @@ async def test_registrations(store: Any) -> None:
     ):
         with pytest.raises(ResourceNotFound, match="urn:reg:b does not exist"):
             await call
+
+
+async def test_registration_writes_add_their_notifications_in_the_same_transaction(
+    store: Any,
+) -> None:
+    seen: list[tuple[Any, Any]] = []
+
+    def outbox(before: Any, after: Any) -> list[tuple[str, str, str, str]]:
+        seen.append((before, after))
+        return [("city", "urn:cs:1", "urn:reg:1", json.dumps({"n": len(seen)}))]
+
+    await store.save_csource_subscription("city", "urn:cs:1", {"id": "urn:cs:1"})
+    await store.create_registration("city", "urn:reg:1", {"v": 1}, outbox)
+    await store.update_registration("city", "urn:reg:1", lambda doc: {"v": doc["v"] + 1}, outbox)
+    await store.delete_registration("city", "urn:reg:1", outbox)
+    assert seen == [(None, {"v": 1}), ({"v": 1}, {"v": 2}), ({"v": 2}, None)]
+    rows = await store.pending_csource_notifications(0, 10)
+    assert [r[4] for r in rows] == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+    def failing(before: Any, after: Any) -> list[tuple[str, str, str, str]]:
+        raise BadRequestData("the outbox failed")
+
+    with pytest.raises(BadRequestData):
+        await store.create_registration("city", "urn:reg:2", {"v": 1}, failing)
+    with pytest.raises(ResourceNotFound):  # the registration rolled back with its outbox
+        await store.get_registration("city", "urn:reg:2")
+    assert len(await store.pending_csource_notifications(0, 10)) == 3

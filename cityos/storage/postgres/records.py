@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from cityos.core.contexts import ContextEntry
 from cityos.errors import AlreadyExists, ResourceNotFound
+from cityos.storage.base import RegistrationOutbox
 from cityos.storage.postgres.writes import lock_key
 
 __all__ = ["Conn", "Documents", "Pool", "insert_outbox", "shielded"]
@@ -68,6 +69,27 @@ async def insert_outbox(
 
 def _no_registration(reg_id: str) -> ResourceNotFound:
     return ResourceNotFound(f"Context source registration {reg_id} does not exist")
+
+
+async def _registration_row(conn: AsyncConnection[Any], tenant: str, reg_id: str) -> Any:
+    cur = await conn.execute(
+        "SELECT doc FROM csource_registrations WHERE tenant = %s AND id = %s FOR UPDATE",
+        (tenant, reg_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise _no_registration(reg_id)
+    return row[0]
+
+
+async def _csource_outbox(
+    conn: AsyncConnection[Any], outbox: RegistrationOutbox | None, before: Any, after: Any
+) -> None:
+    """The csource notifications a registration change triggers, in its transaction."""
+    if outbox is not None:
+        rows = list(outbox(before, after))
+        if rows:
+            await insert_outbox(conn, rows, _CSOURCE_SUBS)
 
 
 class Documents:
@@ -176,36 +198,50 @@ class Documents:
         )
         return [ContextEntry(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
-    async def create_registration(self, tenant: str, reg_id: str, doc: Any) -> None:
-        count = await self._run(
-            "INSERT INTO csource_registrations VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            (tenant, reg_id, Json(doc)),
-        )
-        if count == 0:
-            raise AlreadyExists(f"Context source registration {reg_id} already exists")
-
-    async def update_registration(
-        self, tenant: str, reg_id: str, change: Callable[[Any], Any]
+    async def create_registration(
+        self, tenant: str, reg_id: str, doc: Any, outbox: RegistrationOutbox | None = None
     ) -> None:
         async def job(conn: Conn) -> None:
             cur = await conn.execute(
-                "SELECT doc FROM csource_registrations WHERE tenant = %s AND id = %s FOR UPDATE",
-                (tenant, reg_id),
+                "INSERT INTO csource_registrations VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (tenant, reg_id, Json(doc)),
             )
-            row = await cur.fetchone()
-            if row is None:
-                raise _no_registration(reg_id)
-            await conn.execute(
-                "UPDATE csource_registrations SET doc = %s WHERE tenant = %s AND id = %s",
-                (Json(change(row[0])), tenant, reg_id),
-            )
+            if cur.rowcount == 0:
+                raise AlreadyExists(f"Context source registration {reg_id} already exists")
+            await _csource_outbox(conn, outbox, None, doc)
 
         await self.transaction(job)
 
-    async def delete_registration(self, tenant: str, reg_id: str) -> None:
-        sql = "DELETE FROM csource_registrations WHERE tenant = %s AND id = %s"
-        if await self._run(sql, (tenant, reg_id)) == 0:
-            raise _no_registration(reg_id)
+    async def update_registration(
+        self,
+        tenant: str,
+        reg_id: str,
+        change: Callable[[Any], Any],
+        outbox: RegistrationOutbox | None = None,
+    ) -> None:
+        async def job(conn: Conn) -> None:
+            before = await _registration_row(conn, tenant, reg_id)
+            after = change(before)
+            await conn.execute(
+                "UPDATE csource_registrations SET doc = %s WHERE tenant = %s AND id = %s",
+                (Json(after), tenant, reg_id),
+            )
+            await _csource_outbox(conn, outbox, before, after)
+
+        await self.transaction(job)
+
+    async def delete_registration(
+        self, tenant: str, reg_id: str, outbox: RegistrationOutbox | None = None
+    ) -> None:
+        async def job(conn: Conn) -> None:
+            before = await _registration_row(conn, tenant, reg_id)
+            await conn.execute(
+                "DELETE FROM csource_registrations WHERE tenant = %s AND id = %s",
+                (tenant, reg_id),
+            )
+            await _csource_outbox(conn, outbox, before, None)
+
+        await self.transaction(job)
 
     async def get_registration(self, tenant: str, reg_id: str) -> Any:
         rows = await self._fetch(

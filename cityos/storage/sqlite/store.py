@@ -27,7 +27,14 @@ from cityos.core.query.typeexpr import type_names
 from cityos.core.retention import RetentionTarget
 from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import AlreadyExists, ResourceNotFound
-from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
+from cityos.storage.base import (
+    AttributeSummaryRow,
+    Change,
+    EntityQuery,
+    Page,
+    RegistrationOutbox,
+    WriteOutcome,
+)
 from cityos.storage.sqlite import history
 from cityos.storage.sqlite.bulk import apply_changes
 from cityos.storage.sqlite.indexes import AttributeIndexer
@@ -467,40 +474,56 @@ class SQLiteStore:
 
     # -- context source registrations (core/registrations.py) --------------------------
 
-    async def create_registration(self, tenant: str, reg_id: str, doc: Any) -> None:
+    async def create_registration(
+        self, tenant: str, reg_id: str, doc: Any, outbox: RegistrationOutbox | None = None
+    ) -> None:
         values = (tenant, reg_id, _dumps(doc).decode())
 
         def job(conn: sqlite3.Connection) -> None:
             sql = "INSERT OR IGNORE INTO csource_registrations VALUES (?, ?, ?)"
             if conn.execute(sql, values).rowcount == 0:
                 raise AlreadyExists(f"Context source registration {reg_id} already exists")
+            _csource_outbox(conn, outbox, None, doc)
 
         await self._writer.run(job)
 
     async def update_registration(
-        self, tenant: str, reg_id: str, change: Callable[[Any], Any]
+        self,
+        tenant: str,
+        reg_id: str,
+        change: Callable[[Any], Any],
+        outbox: RegistrationOutbox | None = None,
     ) -> None:
         def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT doc FROM csource_registrations WHERE tenant = ? AND id = ?",
-                (tenant, reg_id),
-            ).fetchone()
-            if row is None:
-                raise SQLiteStore._no_registration(reg_id)
+            before = SQLiteStore._registration_row(conn, tenant, reg_id)
+            after = change(before)
             conn.execute(
                 "UPDATE csource_registrations SET doc = ? WHERE tenant = ? AND id = ?",
-                (_dumps(change(_loads(row[0]))).decode(), tenant, reg_id),
+                (_dumps(after).decode(), tenant, reg_id),
             )
+            _csource_outbox(conn, outbox, before, after)
 
         await self._writer.run(job)
 
-    async def delete_registration(self, tenant: str, reg_id: str) -> None:
+    async def delete_registration(
+        self, tenant: str, reg_id: str, outbox: RegistrationOutbox | None = None
+    ) -> None:
         def job(conn: sqlite3.Connection) -> None:
+            before = SQLiteStore._registration_row(conn, tenant, reg_id)
             sql = "DELETE FROM csource_registrations WHERE tenant = ? AND id = ?"
-            if conn.execute(sql, (tenant, reg_id)).rowcount == 0:
-                raise SQLiteStore._no_registration(reg_id)
+            conn.execute(sql, (tenant, reg_id))
+            _csource_outbox(conn, outbox, before, None)
 
         await self._writer.run(job)
+
+    @staticmethod
+    def _registration_row(conn: sqlite3.Connection, tenant: str, reg_id: str) -> Any:
+        row = conn.execute(
+            "SELECT doc FROM csource_registrations WHERE tenant = ? AND id = ?", (tenant, reg_id)
+        ).fetchone()
+        if row is None:
+            raise SQLiteStore._no_registration(reg_id)
+        return _loads(row[0])
 
     async def get_registration(self, tenant: str, reg_id: str) -> Any:
         row = self.reader.execute(
@@ -532,11 +555,7 @@ class SQLiteStore:
         return self._load_subscriptions(_CSOURCE_SUBS)
 
     async def add_csource_notifications(self, rows: Sequence[tuple[str, str, str, str]]) -> None:
-        sql = (
-            "INSERT INTO csource_notification_outbox "
-            "(tenant, subscription_id, registration_id, payload) VALUES (?, ?, ?, ?)"
-        )
-        await self._writer.run(lambda c: c.executemany(sql, rows))
+        await self._writer.run(lambda c: c.executemany(_CSOURCE_OUTBOX_SQL, rows))
 
     async def pending_csource_notifications(
         self, after_key: int, limit: int
@@ -646,3 +665,19 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {version}")
         conn.execute("COMMIT")
+
+
+_CSOURCE_OUTBOX_SQL = (
+    "INSERT INTO csource_notification_outbox "
+    "(tenant, subscription_id, registration_id, payload) VALUES (?, ?, ?, ?)"
+)
+
+
+def _csource_outbox(
+    conn: sqlite3.Connection, outbox: RegistrationOutbox | None, before: Any, after: Any
+) -> None:
+    """The csource notifications a registration change triggers, in its transaction."""
+    if outbox is not None:
+        rows = outbox(before, after)
+        if rows:
+            conn.executemany(_CSOURCE_OUTBOX_SQL, rows)
