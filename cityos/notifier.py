@@ -213,9 +213,21 @@ class Notifier:
         endpoint = sub.body["notification"]["endpoint"]
         info = {i["key"]: str(i["value"]) for i in endpoint.get("notifierInfo", [])}
         delivery = Delivery(
-            key, sub.tenant, sub.id, entity_id, endpoint["uri"], headers, body, info
+            key,
+            sub.tenant,
+            sub.id,
+            entity_id,
+            endpoint["uri"],
+            headers,
+            body,
+            info,
+            raw=self.raw_payload(sub),
         )
         self.deliverer.submit(delivery)
+
+    def raw_payload(self, sub: Subscription) -> bool:
+        """Whether an MQTT notification goes without the clause 7.2 envelope."""
+        return False
 
     async def render(
         self, sub: Subscription, payloads: list[Any], notification_id: str

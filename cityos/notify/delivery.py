@@ -58,6 +58,9 @@ class Delivery:
     notifier_info: Mapping[str, str] = field(default_factory=dict)
     """Endpoint notifierInfo, e.g. ``{"MQTT-QoS": "1", "MQTT-Version": "mqtt5.0"}``."""
     timeout: float = 5.0
+    raw: bool = False
+    """MQTT: publish the body alone, without the clause 7.2 envelope (NGSI-v2
+    Subscriptions: Orion publishes the bare notification)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ class MqttTransport:
         except ValueError as exc:
             raise DeliveryFailed(str(exc), retryable=False) from None
         connection = self._connection(endpoint, version)
-        payload = mqtt_message(delivery.headers, delivery.body)
+        payload = delivery.body if delivery.raw else mqtt_message(delivery.headers, delivery.body)
         try:
             async with asyncio.timeout(delivery.timeout):
                 await connection.publish(endpoint.topic, payload, qos)

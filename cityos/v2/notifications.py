@@ -31,6 +31,10 @@ _TEMPLATE = re.compile(r"\$\{([^}]*)\}")
 class Notifier(LDNotifier):
     """The notifier, rendering v2 Subscriptions' notifications in v2 form."""
 
+    def raw_payload(self, sub: Subscription) -> bool:
+        """Orion publishes a v2 notification over MQTT as it is, with no envelope."""
+        return isinstance(sub.body.get(V2_MEMBER), dict)
+
     async def render(
         self, sub: Subscription, payloads: list[Any], notification_id: str
     ) -> tuple[bytes, dict[str, str]]:

@@ -14,14 +14,18 @@ import getpass
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 from aiohttp import web
+from paho.mqtt.enums import CallbackAPIVersion
 
 from cityos.notify import Attempt, Deliverer, Delivery
 
@@ -247,3 +251,34 @@ def auth_broker(
         f"password_file {passwords}\nuser {getpass.getuser()}\n"
     )
     return mosquitto(config), user, password
+
+
+class Subscriber:
+    """A paho client subscribed to ``topic`` at QoS 2, keeping every message it gets."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.messages: list[paho.MQTTMessage] = []
+        self._subscribed = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2)
+        self._client.on_connect = lambda c, *_: c.subscribe(topic, qos=2)
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.on_message = lambda _c, _u, message: self.messages.append(message)
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+        assert self._subscribed.wait(5), "subscription to the test broker failed"
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"cityos/test/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def subscriber(mqtt_broker: int, topic: str) -> Iterator[Subscriber]:
+    subscriber = Subscriber(mqtt_broker, topic)
+    yield subscriber
+    subscriber.close()

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from cityos.notify.mqtt import MqttEndpoint, mqtt_message, parse_mqtt_endpoint, parse_notifier_info
 
 from .conftest import (
     Attempts,
+    Subscriber,
     free_port,
     make_delivery,
     start_mosquitto,
@@ -92,37 +90,6 @@ def test_message_is_metadata_and_body() -> None:
         "metadata": HEADERS,
         "body": json.loads(body),
     }
-
-
-class Subscriber:
-    """A paho client subscribed to ``topic`` at QoS 2, keeping every message it gets."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        self.messages: list[paho.MQTTMessage] = []
-        self._subscribed = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2)
-        self._client.on_connect = lambda c, *_: c.subscribe(topic, qos=2)
-        self._client.on_subscribe = lambda *_: self._subscribed.set()
-        self._client.on_message = lambda _c, _u, message: self.messages.append(message)
-        self._client.connect("127.0.0.1", port)
-        self._client.loop_start()
-        assert self._subscribed.wait(5), "subscription to the test broker failed"
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-
-@pytest.fixture
-def topic() -> str:
-    return f"cityos/test/{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def subscriber(mqtt_broker: int, topic: str) -> Iterator[Subscriber]:
-    subscriber = Subscriber(mqtt_broker, topic)
-    yield subscriber
-    subscriber.close()
 
 
 @pytest.mark.parametrize("version", ["mqtt3.1.1", "mqtt5.0"])
