@@ -25,6 +25,28 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(f"Invalid configuration: {exc}") from exc
 
 
+def _store_options(command: Any) -> Any:
+    """--data-dir, --database and --config: where a command finds the store."""
+    options = [
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help=SETTINGS_HELP["data_dir"],
+        ),
+        click.option("--database", default=None, help=SETTINGS_HELP["database_url"]),
+        click.option(
+            "--config",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="TOML file with settings.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """City OS: an urban data platform with the ETSI NGSI-LD API.
@@ -115,16 +137,7 @@ def _hide_password(url: str) -> str:
 
 
 @main.command(short_help="Apply the store's schema migrations.")
-@click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"]
-)
-@click.option("--database", default=None, help=SETTINGS_HELP["database_url"])
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="TOML file with settings.",
-)
+@_store_options
 def migrate(data_dir: Path | None, database: str | None, config: str | None) -> None:
     """Bring the store's schema up to date. Safe to run twice, and run by every start too."""
     from cityos.app import open_store
@@ -161,16 +174,7 @@ def migrate(data_dir: Path | None, database: str | None, config: str | None) -> 
     multiple=True,
     help="Extra request header NAME:VALUE for Orion, e.g. 'X-Auth-Token: ...' (repeatable).",
 )
-@click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=None, help=SETTINGS_HELP["data_dir"]
-)
-@click.option("--database", default=None, help=SETTINGS_HELP["database_url"])
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="TOML file with settings.",
-)
+@_store_options
 def import_command(**opts: Any) -> None:
     """Copy every Entity of an Orion service (path) into this City OS, over Orion's NGSI-v2
     API, with a progress bar. Safe to run again: it updates what it imported."""

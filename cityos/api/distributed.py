@@ -281,24 +281,28 @@ def registered_ids(target: Target) -> list[str]:
     ]
 
 
+def answered_objects(reply: Reply) -> list[dict[str, Any]]:
+    """The JSON objects a source answered (one, or an array of them), without the members
+    that are this City OS's to set: ``@context`` (the request's is used) and the system
+    timestamps of the Entity."""
+    items = reply.body if isinstance(reply.body, list) else [reply.body]
+    skip = ("@context", "createdAt", "modifiedAt")
+    return [
+        {k: v for k, v in item.items() if k not in skip} for item in items if isinstance(item, dict)
+    ]
+
+
 def parse_fragments(reply: Reply, ctx: CompiledContext) -> list[StoredEntity]:
     """The Entities a source answered, expanded with the request's @context (the one the
     source was asked to compact with). Anything that is not an Entity is skipped."""
-    items = reply.body if isinstance(reply.body, list) else [reply.body]
     now = now_iso()
     out = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
+    for item in answered_objects(reply):
         try:
-            out.append(parse_entity(_plain(item), ctx, now, require_type=False))
+            out.append(parse_entity(item, ctx, now, require_type=False))
         except CityOSError:
             continue
     return out
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("@context", "createdAt", "modifiedAt")}
 
 
 async def gather_fragments(

@@ -18,7 +18,13 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 
-from cityos.api.distributed import Selection, federation_of, forwarded_attrs, warning_headers
+from cityos.api.distributed import (
+    Selection,
+    answered_objects,
+    federation_of,
+    forwarded_attrs,
+    warning_headers,
+)
 from cityos.core.entities import parse_temporal_entity
 from cityos.core.federation import Target, merge_temporal
 from cityos.core.jsonld import CompiledContext
@@ -40,13 +46,9 @@ def _temporal_params(sel: Selection) -> dict[str, str]:
 
 def parse_temporal(reply: Reply, ctx: CompiledContext) -> list[TemporalEntity]:
     """The temporal Entities a source answered, with its instance ids and timestamps."""
-    items = reply.body if isinstance(reply.body, list) else [reply.body]
     now = now_iso()
     out = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        plain = {k: v for k, v in item.items() if k not in ("@context", "createdAt", "modifiedAt")}
+    for plain in answered_objects(reply):
         try:
             stored = parse_temporal_entity(plain, ctx, now, require_type=False)
         except CityOSError:
