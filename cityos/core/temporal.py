@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -498,3 +498,105 @@ def check_representation(options: set[str]) -> str:
     if len(chosen) > 1:
         raise InvalidRequest("options=temporalValues and aggregatedValues exclude each other")
     return chosen[0] if chosen else "normalized"
+
+
+# -- fitting instances to one response range (clause 6.3.10), for every store ----------
+
+Found = list[tuple[str, list[tuple[int, StoredAttribute]]]]
+"""Per temporal Entity: (attribute, [(time in µs, instance), ...]) for each series read."""
+
+
+def fit_to_range(
+    entities: list[TemporalEntity], found: list[Found], cuts: list[int], tq: TemporalQuery
+) -> list[TemporalEntity]:
+    """Puts the instances read for each Entity into it, cut to one time range that every
+    attribute of every Entity fills completely: it ends where the first cut attribute was
+    cut (``cuts``: the time each cut series stopped at, going back in time for lastN);
+    the response then says which range it covers (``content_range``)."""
+    limit_at = (max(cuts) if tq.last_n is not None else min(cuts)) if cuts else None
+    times: list[int] = []
+    for entity, per_entity in zip(entities, found, strict=True):
+        _keep(entity, per_entity, tq, limit_at, times)
+    if limit_at is not None:
+        for entity in entities:
+            entity.content_range = _content_range(tq, times, limit_at)
+    return entities
+
+
+def _keep(
+    entity: TemporalEntity, found: Found, tq: TemporalQuery, limit_at: int | None, times: list[int]
+) -> None:
+    """Puts the instances inside the response's range into ``entity``, in time order."""
+    backwards = tq.last_n is not None
+    by_attr: dict[str, list[tuple[int, StoredAttribute]]] = {}
+    for attr, instances in found:
+        kept = [
+            (at, inst)
+            for at, inst in instances
+            if limit_at is None or (at >= limit_at if backwards else at <= limit_at)
+        ]
+        by_attr.setdefault(attr, []).extend(kept)
+        times.extend(at for at, _ in kept)
+    for attr, pairs in by_attr.items():
+        # An attribute emptied by the range stays, empty, so the client sees it was cut.
+        if pairs or limit_at is not None:
+            pairs.sort(key=lambda pair: pair[0])  # datasets of one attribute interleave
+            entity.attrs[attr] = [inst for _, inst in pairs]
+
+
+def _content_range(tq: TemporalQuery, times: list[int], limit_at: int) -> tuple[str, str, str]:
+    """``date-time <from>-<to>/<size>``: from the window's edge the request started at
+    (or the first instance sent) to where it was cut; size is lastN, else unknown."""
+    start, end = tq.window()
+    if tq.last_n is not None:
+        first = end if end is not None else max(times, default=limit_at)
+        return format_time(first), format_time(limit_at), str(tq.last_n)
+    first = start if start is not None else min(times, default=limit_at)
+    return format_time(first), format_time(limit_at), "*"
+
+
+def whole_hours(
+    tq: TemporalQuery, spans: Sequence[tuple[int, int]], methods: Container[str]
+) -> bool:
+    """Whether an aggregation can be read from hourly rollups: observedAt periods of one
+    hour that start and end on an hour, with methods the rollups keep (``methods``)."""
+    duration = tq.aggr_period
+    start, end = spans[0][0], spans[-1][1]
+    return not (
+        tq.timeproperty != "observedAt"
+        or duration is None
+        or duration.months
+        or duration.micros != HOUR_US
+        or start % HOUR_US
+        or end % HOUR_US
+        or not all(m in methods for m in tq.aggr_methods)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationPlan:
+    """How the periods of an aggregation are computed: ``start``-``end`` cut in periods of
+    ``length`` µs when ``fixed`` (no months), else each span on its own; from the hourly
+    rollups when ``rollups`` (whole hours on the observedAt axis, no distinctCount)."""
+
+    start: int
+    end: int
+    length: int
+    fixed: bool
+    rollups: bool
+
+
+def aggregation_plan(tq: TemporalQuery, spans: Sequence[tuple[int, int]]) -> AggregationPlan:
+    duration = tq.aggr_period
+    assert duration is not None
+    start, end = spans[0][0], spans[-1][1]
+    fixed = duration.months == 0 and not duration.is_zero
+    length = duration.micros if fixed else end - start
+    rollups = (
+        tq.timeproperty == "observedAt"
+        and "distinctCount" not in tq.aggr_methods
+        and (fixed or duration.is_zero)
+        and length % HOUR_US == 0
+        and start % HOUR_US == 0
+    )
+    return AggregationPlan(start, end, length, fixed, rollups)

@@ -19,8 +19,10 @@ from cityos.core.temporal import (
     TemporalEntity,
     TemporalQuery,
     aggregated_values,
+    aggregation_plan,
     format_time,
     periods,
+    whole_hours,
 )
 from cityos.storage.postgres.history_read import (
     TIME_COLUMN,
@@ -111,18 +113,9 @@ async def _hourly(
 ) -> dict[str, list[list[Any]]] | None:
     """Hourly periods starting on an hour and ending on one: each period is one rollup row,
     so SQL computes the requested values. None when the query is not of that shape."""
-    duration = tq.aggr_period
-    start, end = spans[0][0], spans[-1][1]
-    if (
-        tq.timeproperty != "observedAt"
-        or duration is None
-        or duration.months
-        or duration.micros != HOUR_US
-        or start % HOUR_US
-        or end % HOUR_US
-        or not all(m in _HOURLY_SQL for m in tq.aggr_methods)
-    ):
+    if not whole_hours(tq, spans, _HOURLY_SQL):
         return None
+    start, end = spans[0][0], spans[-1][1]
     columns = ", ".join(_HOURLY_SQL[m] for m in tq.aggr_methods)
     await cur.execute(
         f"SELECT hour, {columns} FROM temporal_rollups WHERE series = %s AND hour >= %s "
@@ -142,20 +135,11 @@ async def _aggregate_series(
 ) -> list[tuple[int, int, Stats]]:
     """Stats per period: from the hourly rollups where the periods are whole hours on the
     observedAt axis, else by grouping the instances themselves."""
-    start, end = spans[0][0], spans[-1][1]
+    plan = aggregation_plan(tq, spans)
+    start, end, length, fixed = plan.start, plan.end, plan.length, plan.fixed
     out: dict[int, Stats] = {}
-    duration = tq.aggr_period
-    assert duration is not None
-    fixed = duration.months == 0 and not duration.is_zero
-    length = duration.micros if fixed else end - start
     column = TIME_COLUMN[tq.timeproperty]
-    if (
-        tq.timeproperty == "observedAt"
-        and "distinctCount" not in tq.aggr_methods
-        and (fixed or duration.is_zero)
-        and length % HOUR_US == 0
-        and start % HOUR_US == 0
-    ):
+    if plan.rollups:
         await _from_rollups(cur, series, (start, end, length), out)
     elif fixed:
         await _from_instances(cur, series, column, (start, end, length), tq, out)

@@ -9,12 +9,18 @@ Aggregation is in ``history_aggregate.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cityos.core.model import StoredAttribute, StoredEntity
-from cityos.core.temporal import TemporalEntity, TemporalQuery, format_time
-from cityos.storage.postgres.history_write import DELETED, INSTANCE_PREFIX, OBSERVED
+from cityos.core.temporal import Found, TemporalEntity, TemporalQuery, fit_to_range, format_time
+from cityos.storage.history_common import (
+    DELETED,
+    Series,
+    kind_sql,
+    selected_series,
+    window_sql,
+)
+from cityos.storage.postgres.history_write import INSTANCE_PREFIX
 from cityos.storage.postgres.writes import Cursor
 
 __all__ = [
@@ -36,14 +42,6 @@ TIME_COLUMN = {
     "modifiedAt": "modified_at",
     "deletedAt": "ts",
 }
-_Found = list[tuple[str, list[tuple[int, StoredAttribute]]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    key: int
-    attr: str
-    dataset: str | None
 
 
 async def series_of(cur: Cursor, entity: int, tq: TemporalQuery | None) -> list[Series]:
@@ -51,38 +49,11 @@ async def series_of(cur: Cursor, entity: int, tq: TemporalQuery | None) -> list[
     await cur.execute(
         "SELECT key, attr, dataset FROM temporal_series WHERE entity = %s ORDER BY key", (entity,)
     )
-    found = [Series(r[0], r[1], r[2] or None) for r in await cur.fetchall()]
-    if tq is None:
-        return found
-    return [
-        s
-        for s in found
-        if (not tq.attrs or s.attr in tq.attrs)
-        and (tq.dataset_ids is None or s.dataset in tq.dataset_ids)
-    ]
-
-
-def kind_sql(tq: TemporalQuery, window: bool) -> str:
-    """Which instances a time property ranges over: deletions only for deletedAt; observed
-    ones for a window on observedAt; every other non-deletion otherwise."""
-    if tq.timeproperty == "deletedAt":
-        return f" AND observed = {DELETED}"
-    if tq.timeproperty == "observedAt" and window:
-        return f" AND observed = {OBSERVED}"
-    return f" AND observed < {DELETED}"
+    return selected_series([Series(r[0], r[1], r[2] or None) for r in await cur.fetchall()], tq)
 
 
 def _window_sql(tq: TemporalQuery, column: str) -> tuple[str, list[Any]]:
-    start, end = tq.window()
-    params: list[Any] = []
-    sql = kind_sql(tq, tq.timerel is not None)
-    if start is not None:
-        sql += f" AND {column} >= %s"
-        params.append(start)
-    if end is not None:
-        sql += f" AND {column} < %s"
-        params.append(end)
-    return sql, params
+    return window_sql(tq, column, "%s")
 
 
 async def _instances(
@@ -141,56 +112,17 @@ async def read_entities(
     it ends where the first cut attribute was cut (going back in time for lastN).
     Aggregated queries go to ``history_aggregate.aggregate_entities`` instead."""
     entities = [entity_row(row) for row in rows]
-    found: list[_Found] = []
+    found: list[Found] = []
     cuts: list[int] = []
     for row in rows:
-        per_entity: _Found = []
+        per_entity: Found = []
         for s in await series_of(cur, row[0], tq):
             instances, cut = await _instances(cur, s, tq)
             if cut is not None:
                 cuts.append(cut)
             per_entity.append((s.attr, instances))
         found.append(per_entity)
-    limit_at = (max(cuts) if tq.last_n is not None else min(cuts)) if cuts else None
-    times: list[int] = []
-    for entity, per_entity in zip(entities, found, strict=True):
-        _keep(entity, per_entity, tq, limit_at, times)
-    if limit_at is not None:
-        for entity in entities:
-            entity.content_range = _content_range(tq, times, limit_at)
-    return entities
-
-
-def _keep(
-    entity: TemporalEntity, found: _Found, tq: TemporalQuery, limit_at: int | None, times: list[int]
-) -> None:
-    """Puts the instances inside the response's range into ``entity``, in time order."""
-    backwards = tq.last_n is not None
-    by_attr: dict[str, list[tuple[int, StoredAttribute]]] = {}
-    for attr, instances in found:
-        kept = [
-            (at, inst)
-            for at, inst in instances
-            if limit_at is None or (at >= limit_at if backwards else at <= limit_at)
-        ]
-        by_attr.setdefault(attr, []).extend(kept)
-        times.extend(at for at, _ in kept)
-    for attr, pairs in by_attr.items():
-        # An attribute emptied by the range stays, empty, so the client sees it was cut.
-        if pairs or limit_at is not None:
-            pairs.sort(key=lambda pair: pair[0])  # datasets of one attribute interleave
-            entity.attrs[attr] = [inst for _, inst in pairs]
-
-
-def _content_range(tq: TemporalQuery, times: list[int], limit_at: int) -> tuple[str, str, str]:
-    """``date-time <from>-<to>/<size>``: from the window's edge the request started at
-    (or the first instance sent) to where it was cut; size is lastN, else unknown."""
-    start, end = tq.window()
-    if tq.last_n is not None:
-        first = end if end is not None else max(times, default=limit_at)
-        return format_time(first), format_time(limit_at), str(tq.last_n)
-    first = start if start is not None else min(times, default=limit_at)
-    return format_time(first), format_time(limit_at), "*"
+    return fit_to_range(entities, found, cuts, tq)
 
 
 async def has_instances(cur: Cursor, entity: int, tq: TemporalQuery) -> bool:

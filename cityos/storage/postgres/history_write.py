@@ -20,6 +20,7 @@ from cityos.core.model import StoredAttribute, StoredEntity, now_iso
 from cityos.core.temporal import HOUR_US, Stats, parse_time
 from cityos.errors import ResourceNotFound
 from cityos.storage.base import WriteOutcome
+from cityos.storage.history_common import DELETED, OBSERVED
 from cityos.storage.postgres.writes import Cursor
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 
 INSTANCE_PREFIX = "urn:ngsi-ld:attribute-instance:"
 # temporal_instances.observed: 0 no observedAt (ts is createdAt), 1 observedAt, 2 deletion
-OBSERVED, DELETED = 1, 2
+# (OBSERVED, DELETED in cityos.storage.history_common, re-exported here)
 # What one period of instances adds up to (the columns of temporal_rollups after its keys).
 STATS_SQL = (
     "count(*), count(num), COALESCE(sum(num), 0), COALESCE(sum(num * num), 0), min(num), max(num)"

@@ -25,16 +25,28 @@ from cityos.core.retention import RetentionTarget
 from cityos.core.temporal import (
     HOUR_US,
     Aggregated,
+    Found,
     Stats,
     TemporalEntity,
     TemporalQuery,
     aggregated_values,
+    aggregation_plan,
+    fit_to_range,
     format_time,
     parse_time,
     periods,
+    whole_hours,
 )
 from cityos.errors import ResourceNotFound
 from cityos.storage.base import WriteOutcome
+from cityos.storage.history_common import (
+    DELETED,
+    OBSERVED,
+    Series,
+    kind_sql,
+    selected_series,
+    window_sql,
+)
 
 __all__ = [
     "ENTITY_COLUMNS",
@@ -65,7 +77,7 @@ _TIME_COLUMN = {
     "deletedAt": "ts",
 }
 # temporal_instances.observed: 0 no observedAt (ts is createdAt), 1 observedAt, 2 deletion
-OBSERVED, DELETED = 1, 2
+# (OBSERVED, DELETED in cityos.storage.history_common)
 
 
 def _us(text: str) -> int:
@@ -512,54 +524,20 @@ def modify_instance(
 # -- reading ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Series:
-    key: int
-    attr: str
-    dataset: str | None
-
-
-def _series(conn: sqlite3.Connection, entity: int, tq: TemporalQuery | None) -> list[_Series]:
+def _series(conn: sqlite3.Connection, entity: int, tq: TemporalQuery | None) -> list[Series]:
     """The Entity's series, only those of the query's ``attrs`` and ``datasetId`` if given."""
     rows = conn.execute(
         "SELECT key, attr, dataset FROM temporal_series WHERE entity = ? ORDER BY key", (entity,)
     )
-    out = [_Series(r[0], r[1], r[2] or None) for r in rows]
-    if tq is None:
-        return out
-    return [
-        s
-        for s in out
-        if (not tq.attrs or s.attr in tq.attrs)
-        and (tq.dataset_ids is None or s.dataset in tq.dataset_ids)
-    ]
-
-
-def _kind_sql(tq: TemporalQuery, window: bool) -> str:
-    """Which instances a time property ranges over: deletions only for deletedAt; observed
-    ones for a window on observedAt; every other non-deletion otherwise."""
-    if tq.timeproperty == "deletedAt":
-        return f" AND observed = {DELETED}"
-    if tq.timeproperty == "observedAt" and window:
-        return f" AND observed = {OBSERVED}"
-    return f" AND observed < {DELETED}"
+    return selected_series([Series(r[0], r[1], r[2] or None) for r in rows], tq)
 
 
 def _window_sql(tq: TemporalQuery, column: str) -> tuple[str, list[Any]]:
-    start, end = tq.window()
-    params: list[Any] = []
-    sql = _kind_sql(tq, tq.timerel is not None)
-    if start is not None:
-        sql += f" AND {column} >= ?"
-        params.append(start)
-    if end is not None:
-        sql += f" AND {column} < ?"
-        params.append(end)
-    return sql, params
+    return window_sql(tq, column, "?")
 
 
 def _instances(
-    conn: sqlite3.Connection, series: _Series, tq: TemporalQuery
+    conn: sqlite3.Connection, series: Series, tq: TemporalQuery
 ) -> tuple[list[tuple[int, StoredAttribute]], int | None]:
     """The series' instances in the window with their time, oldest first (lastN: the newest
     N), and, when more were left out by the query's instance limit, where they were cut."""
@@ -613,9 +591,6 @@ def read_entity(conn: sqlite3.Connection, row: Sequence[Any], tq: TemporalQuery)
     return read_entities(conn, [row], tq)[0]
 
 
-_Found = list[tuple[str, list[tuple[int, StoredAttribute]]]]
-
-
 def read_entities(
     conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], tq: TemporalQuery
 ) -> list[TemporalEntity]:
@@ -630,56 +605,17 @@ def read_entities(
         for row, entity in zip(rows, entities, strict=True):
             _aggregate_entity(conn, entity, _series(conn, row[0], tq), tq)
         return entities
-    found: list[_Found] = []
+    found: list[Found] = []
     cuts: list[int] = []
     for row in rows:
-        per_entity: _Found = []
+        per_entity: Found = []
         for s in _series(conn, row[0], tq):
             instances, cut = _instances(conn, s, tq)
             if cut is not None:
                 cuts.append(cut)
             per_entity.append((s.attr, instances))
         found.append(per_entity)
-    limit_at = (max(cuts) if tq.last_n is not None else min(cuts)) if cuts else None
-    times: list[int] = []
-    for entity, per_entity in zip(entities, found, strict=True):
-        _keep(entity, per_entity, tq, limit_at, times)
-    if limit_at is not None:
-        for entity in entities:
-            entity.content_range = _content_range(tq, times, limit_at)
-    return entities
-
-
-def _keep(
-    entity: TemporalEntity, found: _Found, tq: TemporalQuery, limit_at: int | None, times: list[int]
-) -> None:
-    """Puts the instances inside the response's range into ``entity``, in time order."""
-    backwards = tq.last_n is not None
-    by_attr: dict[str, list[tuple[int, StoredAttribute]]] = {}
-    for attr, instances in found:
-        kept = [
-            (at, inst)
-            for at, inst in instances
-            if limit_at is None or (at >= limit_at if backwards else at <= limit_at)
-        ]
-        by_attr.setdefault(attr, []).extend(kept)
-        times.extend(at for at, _ in kept)
-    for attr, pairs in by_attr.items():
-        # An attribute emptied by the range stays, empty, so the client sees it was cut.
-        if pairs or limit_at is not None:
-            pairs.sort(key=lambda pair: pair[0])  # datasets of one attribute interleave
-            entity.attrs[attr] = [inst for _, inst in pairs]
-
-
-def _content_range(tq: TemporalQuery, times: list[int], limit_at: int) -> tuple[str, str, str]:
-    """``date-time <from>-<to>/<size>``: from the window's edge the request started at
-    (or the first instance sent) to where it was cut; size is lastN, else unknown."""
-    start, end = tq.window()
-    if tq.last_n is not None:
-        first = end if end is not None else max(times, default=limit_at)
-        return format_time(first), format_time(limit_at), str(tq.last_n)
-    first = start if start is not None else min(times, default=limit_at)
-    return format_time(first), format_time(limit_at), "*"
+    return fit_to_range(entities, found, cuts, tq)
 
 
 def has_instances(conn: sqlite3.Connection, entity: int, tq: TemporalQuery) -> bool:
@@ -726,11 +662,11 @@ def latest_state(conn: sqlite3.Connection, row: Sequence[Any]) -> StoredEntity:
 
 
 def _aggregate_entity(
-    conn: sqlite3.Connection, entity: TemporalEntity, series: list[_Series], tq: TemporalQuery
+    conn: sqlite3.Connection, entity: TemporalEntity, series: list[Series], tq: TemporalQuery
 ) -> None:
     start, end = tq.window()
     column = _TIME_COLUMN[tq.timeproperty]
-    observed_only = _kind_sql(tq, True)
+    observed_only = kind_sql(tq, True)
     if start is None or end is None:
         bounds = [
             conn.execute(
@@ -789,18 +725,9 @@ def _hourly(
     """Hourly periods starting on an hour and ending on one: each period is one rollup row,
     so SQL computes the requested values and nothing is folded here. None when the query
     is not of that shape (the general path then runs)."""
-    duration = tq.aggr_period
-    start, end = spans[0][0], spans[-1][1]
-    if (
-        tq.timeproperty != "observedAt"
-        or duration is None
-        or duration.months
-        or duration.micros != HOUR_US
-        or start % HOUR_US
-        or end % HOUR_US
-        or not all(m in _HOURLY_SQL for m in tq.aggr_methods)
-    ):
+    if not whole_hours(tq, spans, _HOURLY_SQL):
         return None
+    start, end = spans[0][0], spans[-1][1]
     columns = ", ".join(_HOURLY_SQL[m] for m in tq.aggr_methods)
     rows = conn.execute(
         f"SELECT hour, {columns} FROM temporal_rollups WHERE series = ? AND hour >= ? "
@@ -823,20 +750,10 @@ def _aggregate_series(
 ) -> list[tuple[int, int, Stats]]:
     """Stats per period, computed in SQL: from the hourly rollups where the periods are
     whole hours on the observedAt axis, else by grouping the instances themselves."""
-    start, end = spans[0][0], spans[-1][1]
+    plan = aggregation_plan(tq, spans)
+    start, end, length, fixed = plan.start, plan.end, plan.length, plan.fixed
     out: dict[int, Stats] = {}
-    duration = tq.aggr_period
-    assert duration is not None
-    fixed = duration.months == 0 and not duration.is_zero
-    length = duration.micros if fixed else end - start
-    uses_rollups = (
-        tq.timeproperty == "observedAt"
-        and "distinctCount" not in tq.aggr_methods
-        and (fixed or duration.is_zero)
-        and length % HOUR_US == 0
-        and start % HOUR_US == 0
-    )
-    if uses_rollups:
+    if plan.rollups:
         _from_rollups(conn, series, start, end, length, out)
     elif fixed:
         _from_instances(conn, series, column, (start, end, length), tq, out)
@@ -887,7 +804,7 @@ def _from_instances(
 ) -> None:
     """Stats per period of ``span`` (start, end, period length), grouped in SQL."""
     start, end, length = span
-    observed_only = _kind_sql(tq, True)
+    observed_only = kind_sql(tq, True)
     distinct = "distinctCount" in tq.aggr_methods
     rows = conn.execute(
         f"SELECT ({column} - ?) / ?, {_STATS_SQL}, {_DISTINCT_SQL if distinct else '0'} "
