@@ -4,12 +4,21 @@ window, whose only difference between SQLite and PostgreSQL is the placeholder."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cityos.core.temporal import TemporalQuery
 
-__all__ = ["DELETED", "OBSERVED", "Series", "kind_sql", "selected_series", "window_sql"]
+__all__ = [
+    "DELETED",
+    "OBSERVED",
+    "Series",
+    "kind_sql",
+    "page_rows",
+    "selected_series",
+    "window_sql",
+]
 
 # temporal_instances.observed: 0 an instance without observedAt, 1 with, 2 a deletion.
 OBSERVED, DELETED = 1, 2
@@ -58,3 +67,24 @@ def window_sql(tq: TemporalQuery, column: str, placeholder: str) -> tuple[str, l
         sql += f" AND {column} < {placeholder}"
         params.append(end)
     return sql, params
+
+
+Row = TypeVar("Row", bound=Sequence[Any])
+
+
+def page_rows(
+    rows: list[Row], limit: int, tq: TemporalQuery, newest: bool
+) -> tuple[list[Row], int | None]:
+    """The instance rows of one series that fit the response (``limit + 1`` were read,
+    ``row[1]`` is the time), in time order, and where the range was cut (clause 6.3.10),
+    if it was: at the last instance sent; when the first one left out has the same time,
+    just before that time, so a next page starting there repeats nothing."""
+    cut: int | None = None
+    if len(rows) > limit and limit == tq.instance_limit and limit != tq.last_n:
+        cut = rows[limit - 1][1]
+        if rows[limit][1] == cut and rows[0][1] != cut:
+            cut += 1 if newest else -1
+    kept = rows[:limit]
+    if newest:
+        kept.reverse()
+    return kept, cut

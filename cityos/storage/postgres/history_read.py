@@ -17,6 +17,7 @@ from cityos.storage.history_common import (
     DELETED,
     Series,
     kind_sql,
+    page_rows,
     selected_series,
     window_sql,
 )
@@ -72,16 +73,7 @@ async def _instances(
         [series.key, *params, limit + 1],
     )
     rows = await cur.fetchall()
-    cut: int | None = None
-    if len(rows) > limit and limit == tq.instance_limit and limit != tq.last_n:
-        # The range ends at the last instance sent; when the first one left out has the
-        # same time, before that time, so a next page starting there repeats nothing.
-        cut = rows[limit - 1][1]
-        if rows[limit][1] == cut and rows[0][1] != cut:
-            cut += 1 if newest else -1
-    rows = rows[:limit]
-    if newest:
-        rows.reverse()
+    rows, cut = page_rows(rows, limit, tq, newest)
     out = []
     for key, at, created, modified, inst in rows:
         inst["instanceId"] = f"{INSTANCE_PREFIX}{key}"
