@@ -92,6 +92,22 @@ def _guard(endpoint: Endpoint, params: frozenset[str] | None) -> Endpoint:
     return guarded
 
 
+def _admin_routes() -> list[BaseRoute]:
+    """City OS's own API of the trust layer (/cityos/v1), served with authentication on."""
+    from cityos.api import admin
+
+    return [
+        Route(admin.PREFIX + path, _guard(endpoint, params), methods=methods)
+        for path, endpoint, methods, params in admin.ROUTES
+    ]
+
+
+def _trust(settings: Settings, store: Store, registry: ContextRegistry) -> Any:
+    from cityos.trust import Trust  # the trust layer loads only when it is switched on
+
+    return Trust.create(settings, store, registry.default.expand)
+
+
 def _routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     modules = (entities, batch, types, contexts, subscriptions, temporal, registrations)
@@ -140,6 +156,9 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     notifier = v2.Notifier(store, registry)  # renders v2 Subscriptions' notifications too
     csource_notifier = CSourceNotifier.create(store, registry)
     federation = Federation(settings, store)
+    trust = _trust(settings, store, registry) if settings.auth else None
+    if trust is not None:
+        notifier.admit = trust.admit
     retention = RetentionJob(
         store, parse_retention(settings.retention), settings.retention_interval, now_us
     )
@@ -147,6 +166,8 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def startup() -> None:
         await store.open()
         await registry.load()
+        if trust is not None:
+            await trust.start()
         await notifier.start(await restore_subscriptions(store, registry))
         await csource_notifier.start(await restore_csource_subscriptions(store, registry))
         retention.start()
@@ -157,6 +178,8 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
         await notifier.stop()
         await csource_notifier.stop()
         await federation.close()
+        if trust is not None:
+            await trust.close()
         await store.close()
 
     @contextlib.asynccontextmanager
@@ -167,18 +190,25 @@ def build_app(settings: Settings, store: Store | None = None) -> Starlette:
         finally:
             await shutdown()
 
+    services = Services(settings=settings, store=store, contexts=registry, notifier=notifier)
+    middleware = [Middleware(TrailingSlash)]
+    routes = _routes()
+    if trust is not None:  # every request authenticated, every store access guarded
+        from cityos.api.authn import AuthGate
+
+        middleware.append(Middleware(AuthGate, trust=trust, services=services))
+        routes += _admin_routes()
     app = Starlette(
-        routes=_routes(),
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={404: render_exception, 405: render_exception},
-        middleware=[Middleware(TrailingSlash)],
+        middleware=middleware,
     )
     # Tests drive the app without a lifespan (httpx.ASGITransport) and call these.
     app.state.startup, app.state.shutdown = startup, shutdown
     app.state.retention = retention
     app.state.csource_notifier = csource_notifier
     app.state.federation = federation
-    app.state.services = Services(
-        settings=settings, store=store, contexts=registry, notifier=notifier
-    )
+    app.state.trust = trust
+    app.state.services = services
     return app

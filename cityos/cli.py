@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 import httpx
@@ -14,6 +14,7 @@ import orjson
 
 from cityos import __version__
 from cityos.config import SETTINGS_HELP, Settings, load_settings
+from cityos.errors import CityOSError
 
 __all__ = ["main"]
 
@@ -71,12 +72,16 @@ def main() -> None:
     default=None,
     help="TOML file with settings.",
 )
-def serve(
+@click.option("--auth/--no-auth", default=None, help=SETTINGS_HELP["auth"])
+@click.option("--insecure", is_flag=True, default=None, help=SETTINGS_HELP["insecure"])
+def serve(  # noqa: PLR0913 - one parameter per option
     host: str | None,
     port: int | None,
     data_dir: Path | None,
     database: str | None,
     config: str | None,
+    auth: bool | None,
+    insecure: bool | None,
 ) -> None:
     """Start City OS and serve the NGSI-LD API."""
     import uvicorn
@@ -84,11 +89,18 @@ def serve(
     from cityos.app import build_app
 
     settings = _settings(
-        host=host, port=port, data_dir=data_dir, database_url=database, config=config
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database,
+        config=config,
+        auth=auth,
+        insecure=insecure,
     )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _check_exposure(settings)
     app = build_app(settings)
     uvicorn.run(
         app,
@@ -100,6 +112,27 @@ def serve(
         log_level=settings.log_level,
         backlog=2048,
         timeout_graceful_shutdown=5,
+    )
+
+
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def _check_exposure(settings: Settings) -> None:
+    """Safe defaults: open (no authentication) only on loopback, and loudly."""
+    if settings.auth:
+        return
+    if not settings.host.startswith(_LOOPBACK) and not settings.insecure:
+        raise click.ClickException(
+            f"Refusing to serve {settings.host} without authentication: switch it on "
+            "(--auth, auth = true) or, knowing that anyone who reaches this address may read, "
+            "change and delete every tenant's data, pass --insecure"
+        )
+    logging.getLogger("cityos").warning(
+        "AUTHENTICATION IS OFF: every client that reaches %s:%s may read, change and delete "
+        "all data of every tenant. Switch it on with --auth before real data arrives.",
+        settings.host,
+        settings.port,
     )
 
 
@@ -282,3 +315,264 @@ async def _with_store(settings: Settings, action: Any) -> None:
         await action(registry, store)
     finally:
         await store.close()
+
+
+# -- the audit log (cityos/core/audit.py, docs/howto/audit.md) ------------------------------
+
+_AUDIT_PAGE = 1000
+
+
+@main.group(short_help="Verify and export the tamper-evident audit log.")
+def audit() -> None:
+    """The hash-chained audit log of the trust layer: reads of personal data, consent,
+    policy and API key changes, refused authentications. See docs/howto/audit.md."""
+
+
+@audit.command("verify", short_help="Check the audit log's hash chain.")
+@click.option(
+    "--expect-head",
+    default=None,
+    metavar="HASH",
+    help="A head hash printed by an earlier verify: fail if that record is gone.",
+)
+@_store_options
+def audit_verify(
+    expect_head: str | None, data_dir: Path | None, database: str | None, config: str | None
+) -> None:
+    """Read the whole audit log and check the hash and link of every record; exit 1 and
+    name the seq of each problem if one was edited, removed or moved.
+
+    Keep the head hash it prints and pass it back with --expect-head: records removed
+    from the end of the log leave a shorter chain that is valid on its own."""
+    from cityos.core.audit import Verifier
+
+    settings = _settings(data_dir=data_dir, database_url=database, config=config)
+    verifier = Verifier(expect_head)
+
+    async def check(store: Any) -> None:
+        after = 0
+        while page := await store.audit_read(after=after, limit=_AUDIT_PAGE):
+            for record in page:
+                verifier.feed(record)
+            after = page[-1].seq
+
+    _on_store(settings, check)
+    report = verifier.report()
+    if report.ok:
+        click.echo(f"audit log intact: {report.checked} records, head {report.head}")
+        return
+    for problem in report.problems:
+        click.echo(problem)
+    click.echo(
+        f"audit log is NOT intact: {len(report.problems)} problems in {report.checked} records",
+        err=True,
+    )
+    raise SystemExit(1)
+
+
+@audit.command("export", short_help="Write the audit log as JSON Lines.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write [default: standard output].",
+)
+@click.option("--person", default=None, help="Only the records about this data subject.")
+@click.option("--tenant", default=None, help="Only the records of this tenant.")
+@click.option(
+    "--after", type=int, default=0, show_default=True, help="Only the records after this seq."
+)
+@_store_options
+def audit_export(**opts: Any) -> None:
+    """Write the audit log, oldest first, one JSON object per line with its seq, prev
+    and hash. A whole export can be checked offline; a filtered one is a disclosure, not
+    a chain (it skips the records of others)."""
+    from cityos.core.audit import entry_to_doc
+
+    settings = _settings(
+        data_dir=opts["data_dir"], database_url=opts["database"], config=opts["config"]
+    )
+    output: Path | None = opts["output"]
+    sink: BinaryIO = output.open("wb") if output is not None else sys.stdout.buffer
+
+    async def export(store: Any) -> None:
+        after = opts["after"]
+        while page := await store.audit_read(
+            after=after, limit=_AUDIT_PAGE, person=opts["person"], tenant=opts["tenant"]
+        ):
+            sink.write(b"".join(orjson.dumps(entry_to_doc(r)) + b"\n" for r in page))
+            after = page[-1].seq
+
+    try:
+        _on_store(settings, export)
+    finally:
+        sink.flush()
+        if output is not None:
+            sink.close()
+
+
+def _on_store(settings: Settings, action: Any) -> None:
+    """Runs ``await action(store)`` on the configured store, opened and closed."""
+    from cityos.app import open_store
+
+    async def run() -> None:
+        store = open_store(settings)
+        await store.open()
+        try:
+            await action(store)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# -- administration without a running server: the first key, policies ----------------------
+
+_CLI_ACTOR = "cli"  # the audit log's actor for what an operator does at the console
+
+
+@main.group(short_help="Create, list and revoke API keys.")
+def apikey() -> None:
+    """API keys for services, devices and the first administrator (docs/howto/trust.md).
+
+    With authentication on, the first credential comes from here:
+    `cityos apikey create --tenant '*' --name operator --role admin`."""
+
+
+@apikey.command("create", short_help="Create a key and print it once.")
+@click.option("--tenant", required=True, help="Its tenant ('*': every tenant).")
+@click.option("--name", required=True, help="The client it is for, e.g. mimamori-service.")
+@click.option("--role", "roles", multiple=True, help="A role it holds (repeatable).")
+@click.option("--expires", default=None, metavar="DATETIME", help="When it stops working.")
+@_store_options
+def apikey_create(**opts: Any) -> None:
+    """Create an API key. Its secret is printed this once and stored only as a hash."""
+    from cityos.auth import apikeys
+    from cityos.core.model import now_iso
+    from cityos.storage.base import AuditEntry
+    from cityos.trust import APIKEY
+
+    settings = _store_settings(opts)
+    try:
+        plain, key = apikeys.new_key(
+            tenant=opts["tenant"],
+            name=opts["name"],
+            roles=list(opts["roles"]),
+            expires_at=opts["expires"],
+            now=now_iso(),
+        )
+    except CityOSError as exc:
+        raise click.ClickException(exc.detail) from exc
+    entry = AuditEntry(
+        now_iso(), "apikey.create", _CLI_ACTOR, key.tenant, key.id, detail={"name": key.name}
+    )
+
+    async def save(store: Any) -> None:
+        await store.trust_put(
+            APIKEY, key.tenant, key.id, apikeys.to_doc(key), key=key.id, audit=[entry]
+        )
+
+    _on_store(settings, save)
+    click.echo(orjson.dumps({**apikeys.render(key), "key": plain}, option=orjson.OPT_INDENT_2))
+
+
+@apikey.command("list", short_help="List the keys (never their secrets).")
+@click.option("--tenant", default=None, help="Only this tenant's keys.")
+@_store_options
+def apikey_list(**opts: Any) -> None:
+    """List the API keys, one JSON object a line: id, tenant, name, roles, expiry and
+    revocation. Neither secrets nor their hashes are shown."""
+    from cityos.auth import apikeys
+    from cityos.trust import APIKEY
+
+    async def show(store: Any) -> None:
+        for _, _, doc in await store.trust_list(APIKEY, opts["tenant"]):
+            click.echo(orjson.dumps(apikeys.render(apikeys.from_doc(doc))))
+
+    _on_store(_store_settings(opts), show)
+
+
+@apikey.command("revoke", short_help="Revoke a key at once.")
+@click.argument("key_id")
+@_store_options
+def apikey_revoke(key_id: str, **opts: Any) -> None:
+    """Revoke the key KEY_ID. A running City OS refuses it within a second."""
+    from cityos.auth import apikeys
+    from cityos.core.model import now_iso
+    from cityos.storage.base import AuditEntry
+    from cityos.trust import APIKEY
+
+    async def revoke(store: Any) -> None:
+        found = [d for _, _, d in await store.trust_list(APIKEY, None, key_id)]
+        if not found:
+            raise click.ClickException(f"No API key {key_id}")
+        key = apikeys.revoke(apikeys.from_doc(found[0]), now_iso())
+        entry = AuditEntry(now_iso(), "apikey.revoke", _CLI_ACTOR, key.tenant, key.id)
+        await store.trust_put(
+            APIKEY, key.tenant, key.id, apikeys.to_doc(key), key=key.id, audit=[entry]
+        )
+
+    _on_store(_store_settings(opts), revoke)
+    click.echo(f"revoked {key_id}")
+
+
+@main.group(short_help="Show and set a tenant's access policy.")
+def policy() -> None:
+    """A tenant's access policy: grants, data classification, open data, data subjects
+    (docs/howto/trust.md). The admin API's PUT /cityos/v1/policy does the same over HTTP."""
+
+
+@policy.command("show", short_help="Print a tenant's policy.")
+@click.option("--tenant", default="", help="The tenant [default: the default tenant].")
+@_store_options
+def policy_show(**opts: Any) -> None:
+    """Print the tenant's policy as it was set."""
+    from cityos.trust import POLICY
+
+    async def show(store: Any) -> None:
+        doc = await store.trust_get(POLICY, opts["tenant"], "policy")
+        if doc is None:
+            raise click.ClickException(f"Tenant {opts['tenant'] or '(default)'} has no policy")
+        click.echo(orjson.dumps(doc["body"], option=orjson.OPT_INDENT_2))
+
+    _on_store(_store_settings(opts), show)
+
+
+@policy.command("set", short_help="Set a tenant's policy from a JSON file.")
+@click.option("--tenant", default="", help="The tenant [default: the default tenant].")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_store_options
+def policy_set(file: Path, **opts: Any) -> None:
+    """Validate the policy in FILE and make it the tenant's. A running City OS applies it
+    within a second."""
+    from cityos.core.access import policy_document
+    from cityos.core.model import now_iso
+    from cityos.storage.base import AuditEntry
+    from cityos.trust import POLICY
+
+    try:
+        body = orjson.loads(file.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise click.ClickException(f"{file} is not valid JSON: {exc}") from exc
+    tenant = opts["tenant"]
+
+    async def put(registry: Any, store: Any) -> None:
+        compiled = await registry.compile(body.get("@context") if isinstance(body, dict) else None)
+        doc = policy_document(body, tenant, compiled.expand)
+        entry = AuditEntry(now_iso(), "policy.put", _CLI_ACTOR, tenant, "policy")
+        await store.trust_put(POLICY, tenant, "policy", doc, audit=[entry])
+
+    try:
+        asyncio.run(_with_store(_store_settings(opts), put))
+    except CityOSError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"policy of tenant {tenant or '(default)'} set")
+
+
+def _store_settings(opts: dict[str, Any]) -> Settings:
+    return _settings(
+        data_dir=opts["data_dir"], database_url=opts["database"], config=opts["config"]
+    )

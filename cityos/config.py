@@ -52,6 +52,21 @@ SETTINGS_HELP: dict[str, str] = {
         "@context mapping NGSI-v2 types and attribute names to IRIs; empty: the NGSI-LD core context."
     ),
     "v2_id_prefix": "Prefix that makes an NGSI-v2 Entity id that is not a URI an NGSI-LD id.",
+    "auth": (
+        "Require authentication (OIDC bearer tokens or API keys) and enforce the tenants' "
+        "access policies and consents; off: every request may do everything (development)."
+    ),
+    "auth_issuers": (
+        "TOML file of the OpenID Connect issuers whose tokens are accepted "
+        "(see howto/oidc.md); empty: API keys only."
+    ),
+    "insecure": (
+        "Serve without authentication on an address other than loopback (refused otherwise)."
+    ),
+    "personal_data_key": (
+        "File holding the key that encrypts attribute values classified personal at rest "
+        "(cityos keys generate); empty: not encrypted."
+    ),
 }
 
 
@@ -76,6 +91,10 @@ class Settings:
     federation_timeout: float = 5.0
     v2_context: str = ""
     v2_id_prefix: str = "urn:ngsi-v2:"
+    auth: bool = False
+    auth_issuers: str = ""
+    insecure: bool = False
+    personal_data_key: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -15,6 +15,8 @@ RFC 9457 ProblemDetails. The hierarchy::
      ├── TooManyResults          403
      ├── LdContextNotAvailable   503
      ├── NoMultiTenantSupport    501
+     ├── Unauthorized            401  no valid credentials (City OS's own type: NGSI-LD has none)
+     ├── Forbidden               403  authenticated, but the tenant's policies do not allow it
      ├── InternalError           500
      └── HTTP-level errors that have no NGSI-LD problem type of their own:
           MethodNotAllowed 405, NotAcceptable 406, LengthRequired 411,
@@ -43,6 +45,8 @@ __all__ = [
     "TooComplexQuery",
     "TooManyResults",
     "UnsupportedMediaType",
+    "Forbidden",
+    "Unauthorized",
 ]
 
 _ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -132,6 +136,26 @@ class LoopDetected(CityOSError):
     problem_type = _ERRORS + "LoopDetected"
     title = "Loop detected"
     status = 508
+
+
+_CITYOS_ERRORS = "urn:cityos:errors:"
+
+
+class Unauthorized(CityOSError):
+    """Missing, malformed, expired or unknown credentials (RFC 6750 ``invalid_token``).
+    NGSI-LD defines no problem type for this, so the type is City OS's own."""
+
+    problem_type = _CITYOS_ERRORS + "Unauthorized"
+    title = "Unauthorized"
+    status = 401
+
+
+class Forbidden(CityOSError):
+    """The caller is known, but no policy of the tenant grants what it asks for."""
+
+    problem_type = _CITYOS_ERRORS + "Forbidden"
+    title = "Forbidden"
+    status = 403
 
 
 class InternalError(CityOSError):

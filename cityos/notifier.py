@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -67,6 +67,9 @@ class Notifier:
     deliverer: Deliverer | None = None
     _next_due: dict[tuple[str, str], float] = field(default_factory=dict)
     _periodic_key: int = _PERIODIC_BASE
+    # Set when authentication is on (cityos.trust.Trust.admit): filters the changes a
+    # notification carries through its Subscription owner's access and consents.
+    admit: Callable[[Subscription, list[Any]], Awaitable[list[Any]]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -202,6 +205,11 @@ class Notifier:
     ) -> None:
         """Renders one Notification, streams it to SSE listeners and hands it to delivery."""
         assert self.deliverer is not None
+        if self.admit is not None:  # the owner's access rules and consents, as they are now
+            payloads = await self.admit(sub, payloads)
+            if not payloads:
+                self._done.append(key)
+                return
         body, headers = await self.render(sub, payloads, notification_id)
         # Counted when handed to delivery, not when acknowledged: a receiver that reads
         # the Subscription as soon as the notification arrives sees it counted.

@@ -41,12 +41,13 @@ def _commands(
 
 
 def _endpoints() -> Iterator[str]:
-    """``METHOD /ngsi-ld/v1/path`` for every row of every ``ROUTES`` table in cityos.api."""
+    """``METHOD /prefix/path`` for every row of every ``ROUTES`` table in cityos.api."""
     for info in pkgutil.iter_modules(cityos.api.__path__):
         module = importlib.import_module(f"cityos.api.{info.name}")
+        prefix = getattr(module, "PREFIX", PREFIX)  # City OS's own API: /cityos/v1
         for route in getattr(module, "ROUTES", []):
             path, methods = route[0], route[2]
-            shown = PREFIX + re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+            shown = prefix + re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
             for method in methods:
                 yield f"{method} {shown}"
     yield "GET /version"

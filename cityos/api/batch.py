@@ -40,7 +40,7 @@ from cityos.core.query.q import expand_q, parse_q
 from cityos.core.query.scope import parse_scope_q
 from cityos.core.query.typeexpr import expand_types
 from cityos.core.query.typeexpr import parse_types as parse_type_expression
-from cityos.errors import BadRequestData, CityOSError, InvalidRequest
+from cityos.errors import BadRequestData, CityOSError, Forbidden, InvalidRequest, Unauthorized
 from cityos.storage.base import Change, EntityQuery, WriteOutcome
 
 __all__ = ["ROUTES"]
@@ -343,7 +343,16 @@ async def batch_query(request: Request) -> Response:
             headers["NGSILD-Results-Count"] = str(total)
         return await render_entities(found, view, headers=headers)
     await http.require_tenant(request, await svc.store.tenant_exists(tenant))
-    pages = [await svc.store.query_entities(q) for q in query]
+    pages, refused = [], []
+    for q in query:
+        try:
+            pages.append(await svc.store.query_entities(q))
+        except (Forbidden, Unauthorized) as exc:
+            # EntitySelectors are alternatives: one the caller may not read adds nothing,
+            # but a query of nothing readable is refused as a GET would be.
+            refused.append(exc)
+    if refused and not pages:
+        raise refused[0]
     entities = _merge_pages(pages, paging.offset, paging.limit)
     count = sum(p.count or 0 for p in pages)
     return await render_entities(

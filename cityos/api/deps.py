@@ -11,9 +11,10 @@ from cityos.config import Settings
 from cityos.core.contexts import ContextRegistry
 from cityos.core.model import now_iso
 from cityos.notifier import Notifier
+from cityos.scope import sees_subscription, services_of
 from cityos.storage.base import Store
 
-__all__ = ["Services", "existing_tenant", "now_iso", "services"]
+__all__ = ["Services", "existing_tenant", "now_iso", "sees_subscription", "services"]
 
 
 @dataclass
@@ -25,7 +26,9 @@ class Services:
 
 
 def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
+    """The request's services: with authentication on, its store is the GuardedStore of
+    the request's principal (set by ``api.authn.AuthGate``)."""
+    svc: Services = services_of(request)
     return svc
 
 

@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from cityos.api import http
 from cityos.api.deps import services
+from cityos.api.guard import GuardedStore
 from cityos.api.params import parse_flag
 from cityos.api.problems import problem_body
 from cityos.api.querying import LocalQuery
@@ -484,6 +485,24 @@ def _remote_partial(reply: Reply) -> dict[str, Any]:
     }
 
 
+async def _authorize_forward(
+    request: Request,
+    op: str,
+    entity_id: str,
+    types: Sequence[str] | None,
+    attrs: Iterable[str] | None,
+) -> None:
+    """A write forwarded to a context source is authorized here first, like a local one
+    (the source then authorizes this City OS by the registration's credentials)."""
+    store = services(request).store
+    if not isinstance(store, GuardedStore):
+        return
+    access = await store.access(http.tenant_of(request))
+    kind = "delete" if op.startswith("delete") else "write"
+    if not access.may_write_attrs(kind, types or (), entity_id, set(attrs or ())):
+        raise store.deny(f"this caller may not {kind} Entity {entity_id}")
+
+
 async def plan_write(
     request: Request,
     op: str,
@@ -511,6 +530,7 @@ async def plan_write(
     if not targets:
         return None
     _check_loop(request, fed)
+    await _authorize_forward(request, op, entity_id, types, attrs)
     if attrs is None:
         return WritePlan.whole(request, entity_id, targets)
     names = list(attrs)

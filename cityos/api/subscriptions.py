@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cityos.api import http
-from cityos.api.deps import now_iso, services
+from cityos.api.deps import now_iso, sees_subscription, services
 from cityos.api.params import parse_paging
 from cityos.core.entities import check_uri
 from cityos.core.jsonld import CompiledContext
@@ -76,8 +76,9 @@ def _selector(selector: EntitySelector, ctx: CompiledContext) -> dict[str, Any]:
 
 def _find(request: Request) -> Subscription:
     sub_id = request.path_params["sub_id"]
-    sub = services(request).notifier.subs.get((http.tenant_of(request), sub_id))
-    if sub is None:
+    tenant = http.tenant_of(request)
+    sub = services(request).notifier.subs.get((tenant, sub_id))
+    if sub is None or not sees_subscription(request, tenant, sub_id):
         raise ResourceNotFound(f"Subscription {sub_id} does not exist")
     return sub
 
@@ -144,7 +145,14 @@ async def list_subscriptions(request: Request) -> Response:
     rctx = await http.request_context(request, svc.contexts, accept=accept)
     paging = parse_paging(request.query_params, svc.settings.default_limit, svc.settings.max_limit)
     tenant = http.tenant_of(request)
-    subs = sorted((s for (t, _), s in svc.notifier.subs.items() if t == tenant), key=lambda s: s.id)
+    subs = sorted(
+        (
+            s
+            for (t, i), s in svc.notifier.subs.items()
+            if t == tenant and sees_subscription(request, t, i)
+        ),
+        key=lambda s: s.id,
+    )
     now = now_iso()
     page = [
         render_subscription(s, now, rctx.compiled)

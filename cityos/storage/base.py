@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from cityos.core.temporal import TemporalEntity, TemporalQuery
 
 __all__ = [
+    "AuditEntry",
+    "AuditRecord",
     "AttributeSummaryRow",
     "Change",
     "EntityQuery",
@@ -82,6 +84,36 @@ class AttributeSummaryRow:
     attribute: str
     attribute_type: str
     entities: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One event of the audit log (see ``cityos.core.audit``). Never holds personal values:
+    only ids, names and outcomes.
+
+    - ``action``: dotted verb, e.g. ``personal.read``, ``consent.grant``, ``policy.put``,
+      ``apikey.create``, ``auth.failed``.
+    - ``actor``: the Principal's subject (``issuer|sub`` for tokens, ``apikey:<id>``).
+    - ``person``: the data subject concerned (for a resident's own access log), or "".
+    """
+
+    at: str
+    action: str
+    actor: str
+    tenant: str = ""
+    target: str = ""
+    person: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An AuditEntry as stored: its place in the chain and the hashes linking it."""
+
+    seq: int
+    entry: AuditEntry
+    prev: str
+    hash: str
 
 
 class Store(Protocol):
@@ -201,3 +233,44 @@ class Store(Protocol):
         self, after_key: int, limit: int
     ) -> list[tuple[int, str, str, str, Any]]: ...
     async def finish_csource_notifications(self, keys: Sequence[int]) -> None: ...
+
+    # The trust layer (``cityos.auth``, ``cityos.core.access``, ``cityos.core.consent``):
+    # JSON documents by kind ("apikey", "policy", "consent", ...), tenant and id, with an
+    # optional lookup ``key`` (e.g. a consent's recipient). Each write appends its audit
+    # entries to the hash-chained audit log in the same transaction.
+    async def trust_get(self, kind: str, tenant: str, doc_id: str) -> Any | None: ...
+    # (tenant, id, document) ordered by tenant then id; ``tenant=None``: every tenant.
+    async def trust_list(
+        self, kind: str, tenant: str | None = None, key: str | None = None
+    ) -> list[tuple[str, str, Any]]: ...
+    async def trust_put(
+        self,
+        kind: str,
+        tenant: str,
+        doc_id: str,
+        doc: Any,
+        key: str = "",
+        audit: Sequence[AuditEntry] = (),
+    ) -> None: ...
+    # True when the document existed.
+    async def trust_delete(
+        self, kind: str, tenant: str, doc_id: str, audit: Sequence[AuditEntry] = ()
+    ) -> bool: ...
+
+    # The audit log: append-only, each record chained to the previous one by its hash
+    # (``cityos.core.audit.chain_hash``); appended in one transaction, in order.
+    async def audit_append(self, entries: Sequence[AuditEntry]) -> None: ...
+    # Records with seq > ``after``, oldest first, optionally only those about ``person``
+    # or of ``tenant``.
+    async def audit_read(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        person: str | None = None,
+        tenant: str | None = None,
+    ) -> list[AuditRecord]: ...
+
+    # After an erasure (data subject rights): make deleted values unrecoverable from the
+    # database files as far as the engine allows (SQLite: VACUUM and a truncated
+    # write-ahead log; PostgreSQL: VACUUM of the tables that held them). O(database size).
+    async def scrub(self) -> None: ...

@@ -18,6 +18,8 @@ status and name, so a v2 client never sees a ProblemDetails body::
      ├── LengthRequired                   411 ContentLengthRequired
      ├── PayloadTooLarge                  413 RequestEntityTooLarge
      ├── UnsupportedMediaType             415 UnsupportedMediaType
+     ├── Unauthorized                     401 Unauthorized (authentication on)
+     ├── Forbidden                        403 Forbidden (a policy denies it)
      ├── NotImplementedYet                501 NotImplemented
      └── anything else                    500 InternalServerError
 """
@@ -32,6 +34,7 @@ from starlette.responses import Response
 from cityos.errors import (
     AlreadyExists,
     CityOSError,
+    Forbidden,
     InvalidRequest,
     LengthRequired,
     MethodNotAllowed,
@@ -39,6 +42,7 @@ from cityos.errors import (
     PayloadTooLarge,
     ResourceNotFound,
     TooManyResults,
+    Unauthorized,
     UnsupportedMediaType,
 )
 
@@ -89,6 +93,8 @@ _BY_CLASS: list[tuple[type[CityOSError], int, str]] = [
     (LengthRequired, 411, "ContentLengthRequired"),
     (PayloadTooLarge, 413, "RequestEntityTooLarge"),
     (UnsupportedMediaType, 415, "UnsupportedMediaType"),
+    (Unauthorized, 401, "Unauthorized"),
+    (Forbidden, 403, "Forbidden"),
 ]
 
 

@@ -29,6 +29,7 @@ from cityos.errors import (
     UnsupportedMediaType,
 )
 from cityos.notifier import Notifier
+from cityos.scope import services_of
 from cityos.storage.base import Store
 from cityos.v2.errors import ParseError, orion_response
 from cityos.v2.names import Names, load_names
@@ -65,7 +66,9 @@ class Services(Protocol):
 
 
 def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
+    """As ``cityos.api.deps.services``: with authentication on, the store is the request's
+    principal's GuardedStore, so NGSI-v2 reads and writes obey the same policy."""
+    svc: Services = services_of(request)
     return svc
 
 

@@ -16,6 +16,7 @@ from cityos.core.model import now_iso
 from cityos.core.subscriptions import Subscription, parse_subscription
 from cityos.errors import BadRequestData, ResourceNotFound
 from cityos.notifier import stored_form
+from cityos.scope import sees_subscription
 from cityos.v2.http import accept, json, names_of, options_of, read_body, services, tenant_of
 from cityos.v2.query import parse_paging
 from cityos.v2.servicepath import read_paths
@@ -34,15 +35,19 @@ def _v2_subscriptions(request: Request) -> list[Subscription]:
     tenant = tenant_of(request)
     subs = services(request).notifier.subs
     return sorted(
-        (s for (t, _), s in subs.items() if t == tenant and V2_MEMBER in s.body), key=lambda s: s.id
+        (
+            s
+            for (t, i), s in subs.items()
+            if t == tenant and V2_MEMBER in s.body and sees_subscription(request, t, i)
+        ),
+        key=lambda s: s.id,
     )
 
 
 def _find(request: Request) -> Subscription:
-    sub = services(request).notifier.subs.get(
-        (tenant_of(request), LD_PREFIX + request.path_params["sub_id"])
-    )
-    if sub is None or V2_MEMBER not in sub.body:
+    tenant, sub_id = tenant_of(request), LD_PREFIX + request.path_params["sub_id"]
+    sub = services(request).notifier.subs.get((tenant, sub_id))
+    if sub is None or V2_MEMBER not in sub.body or not sees_subscription(request, tenant, sub_id):
         raise ResourceNotFound("The requested subscription has not been found. Check id")
     return sub
 

@@ -27,12 +27,21 @@ from cityos.core.model import StoredAttribute, StoredEntity, now_iso
 from cityos.core.retention import RetentionTarget
 from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import BadRequestData, ResourceNotFound
-from cityos.storage.base import AttributeSummaryRow, Change, EntityQuery, Page, WriteOutcome
+from cityos.storage.base import (
+    AttributeSummaryRow,
+    AuditEntry,
+    AuditRecord,
+    Change,
+    EntityQuery,
+    Page,
+    WriteOutcome,
+)
 from cityos.storage.postgres import history_edit, history_query, history_write, jsonb
 from cityos.storage.postgres.indexes import AttributeIndexer
 from cityos.storage.postgres.migrate import migrate
 from cityos.storage.postgres.records import Conn, Documents, Pool, insert_outbox
 from cityos.storage.postgres.select import Select, build_select
+from cityos.storage.postgres.trust import PostgresTrust
 from cityos.storage.postgres.writes import Cursor, apply_changes, lock_entities
 
 __all__ = ["PostgresStore"]
@@ -58,6 +67,7 @@ class PostgresStore(Documents):
         # outbox rows to insert with them; and called after each commit.
         self.listener: Listener | None = None
         self.on_commit: Callable[[], None] | None = None
+        self.trust = PostgresTrust(self.transaction, self._fetch)
 
     # -- connections ----------------------------------------------------------------
 
@@ -345,6 +355,63 @@ class PostgresStore(Documents):
                 return await history_edit.expire(cur, tenant, rule, cutoff_us, batch)
 
         return await self.transaction(job)
+
+    # -- the trust layer's documents and the audit log (storage/postgres/trust.py) --------
+
+    async def trust_get(self, kind: str, tenant: str, doc_id: str) -> Any | None:
+        return await self.trust.trust_get(kind, tenant, doc_id)
+
+    async def trust_list(
+        self, kind: str, tenant: str | None = None, key: str | None = None
+    ) -> list[tuple[str, str, Any]]:
+        return await self.trust.trust_list(kind, tenant, key)
+
+    async def trust_put(  # noqa: PLR0913 - the Store protocol's signature
+        self,
+        kind: str,
+        tenant: str,
+        doc_id: str,
+        doc: Any,
+        key: str = "",
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        await self.trust.trust_put(kind, tenant, doc_id, doc, key, audit)
+
+    async def trust_delete(
+        self, kind: str, tenant: str, doc_id: str, audit: Sequence[AuditEntry] = ()
+    ) -> bool:
+        return await self.trust.trust_delete(kind, tenant, doc_id, audit)
+
+    async def audit_append(self, entries: Sequence[AuditEntry]) -> None:
+        await self.trust.audit_append(entries)
+
+    async def audit_read(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        person: str | None = None,
+        tenant: str | None = None,
+    ) -> list[AuditRecord]:
+        return await self.trust.audit_read(after, limit, person, tenant)
+
+    async def scrub(self) -> None:
+        """VACUUM the tables that hold entity values and their history, so the space of
+        deleted rows is reclaimed for reuse. PostgreSQL does not zero dead tuples: the bytes
+        stay in the data files until overwritten; ``VACUUM FULL`` (an exclusive lock, a
+        maintenance window) rewrites the tables without them (docs/howto/trust.md)."""
+        async with self.pool.connection() as conn:  # autocommit: VACUUM refuses transactions
+            for table in _SCRUBBED:
+                await conn.execute(f"VACUUM {table}")
+
+
+_SCRUBBED = (
+    "entities",
+    "entity_geo",
+    "temporal_entities",
+    "temporal_series",
+    "temporal_instances",
+    "temporal_rollups",
+)
 
 
 def _raised(outcome: WriteOutcome | Exception) -> WriteOutcome:

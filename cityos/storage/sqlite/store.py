@@ -10,6 +10,7 @@ Rules (see docs/architecture.md):
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import AlreadyExists, ResourceNotFound
 from cityos.storage.base import (
     AttributeSummaryRow,
+    AuditEntry,
+    AuditRecord,
     Change,
     EntityQuery,
     Page,
@@ -40,6 +43,7 @@ from cityos.storage.sqlite.bulk import apply_changes
 from cityos.storage.sqlite.indexes import AttributeIndexer
 from cityos.storage.sqlite.query_sql import register_functions
 from cityos.storage.sqlite.select import build_geo_candidates, build_select
+from cityos.storage.sqlite.trust import SQLiteTrust
 from cityos.storage.sqlite.writer import Writer
 
 __all__ = ["SQLiteStore"]
@@ -67,6 +71,7 @@ class SQLiteStore:
         # outbox rows to insert with them; and called after each commit.
         self.listener: Listener | None = None
         self.on_commit: Callable[[], None] | None = None
+        self.trust = SQLiteTrust(self._writer, lambda: self.reader)
 
     # -- connections ----------------------------------------------------------------
 
@@ -79,6 +84,9 @@ class SQLiteStore:
         # the database; a town's small server should stay within a fixed memory budget.
         conn.execute("PRAGMA cache_size=-32768")
         conn.execute("PRAGMA mmap_size=0")
+        # Deleted content is overwritten with zeros (Debian's default; not every build's),
+        # so erased personal data does not linger in free space (see scrub()).
+        conn.execute("PRAGMA secure_delete=ON")
         register_functions(conn)
         return conn
 
@@ -591,6 +599,62 @@ class SQLiteStore:
             "SELECT url, local_id, kind, document, created_at FROM jsonld_contexts"
         )
         return [ContextEntry(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
+
+    # -- the trust layer's documents and the audit log (storage/sqlite/trust.py) ----------
+
+    async def trust_get(self, kind: str, tenant: str, doc_id: str) -> Any | None:
+        return await self.trust.trust_get(kind, tenant, doc_id)
+
+    async def trust_list(
+        self, kind: str, tenant: str | None = None, key: str | None = None
+    ) -> list[tuple[str, str, Any]]:
+        return await self.trust.trust_list(kind, tenant, key)
+
+    async def trust_put(  # noqa: PLR0913 - the Store protocol's signature
+        self,
+        kind: str,
+        tenant: str,
+        doc_id: str,
+        doc: Any,
+        key: str = "",
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        await self.trust.trust_put(kind, tenant, doc_id, doc, key, audit)
+
+    async def trust_delete(
+        self, kind: str, tenant: str, doc_id: str, audit: Sequence[AuditEntry] = ()
+    ) -> bool:
+        return await self.trust.trust_delete(kind, tenant, doc_id, audit)
+
+    async def audit_append(self, entries: Sequence[AuditEntry]) -> None:
+        await self.trust.audit_append(entries)
+
+    async def audit_read(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        person: str | None = None,
+        tenant: str | None = None,
+    ) -> list[AuditRecord]:
+        return await self.trust.audit_read(after, limit, person, tenant)
+
+    async def scrub(self) -> None:
+        """Rebuilds the database file without the free pages that still hold deleted
+        values (VACUUM, with secure_delete so nothing freed on the way survives either),
+        then truncates the write-ahead log, whose frames hold earlier page images.
+        VACUUM cannot run inside the writer's transactions: it takes its own connection
+        and waits (busy_timeout) for the writer's lock like any other writer."""
+
+        def job() -> None:
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA secure_delete=ON")
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(job)
 
 
 def _raised(outcome: WriteOutcome | Exception) -> WriteOutcome:
