@@ -251,9 +251,7 @@ async def _find_consent(request: Request) -> tuple[consents.Consent, Principal, 
         raise ResourceNotFound(f"Consent {consent_id} does not exist")
     consent = consents.from_doc(doc)
     if not (_may_manage(principal, tenant, consent.subject) or _recipient(principal, consent)):
-        raise (Forbidden if principal.authenticated else Unauthorized)(
-            f"This caller may not see consent {consent_id}"
-        )
+        raise _refusal(principal, f"This caller may not see consent {consent_id}")
     return consent, principal, tenant
 
 
@@ -312,13 +310,7 @@ async def read_audit(request: Request) -> Response:
 
 async def access_log(request: Request) -> Response:
     """Who accessed a data subject's personal data, and every consent change about them."""
-    tenant = http.tenant_of(request)
-    subject = request.path_params["subject"]
-    principal = _principal(request)
-    if not _may_manage(principal, tenant, subject):
-        raise (Forbidden if principal.authenticated else Unauthorized)(
-            f"Only {subject}, a guardian or an administrator may read this log"
-        )
+    tenant, subject, _ = _subject_of(request)
     return await _audit_page(request, tenant=tenant, person=subject)
 
 
@@ -352,14 +344,23 @@ async def _audit_page(request: Request, tenant: str, person: str | None) -> Resp
 # -- data subject rights (APPI: disclosure and erasure) -------------------------------------
 
 
-async def _subject_request(request: Request) -> tuple[str, str, Principal, Any]:
+def _subject_of(request: Request) -> tuple[str, str, Principal]:
+    """The tenant, the data subject of the path, and the caller, who must be the subject,
+    a guardian or an administrator."""
     tenant = http.tenant_of(request)
     subject = request.path_params["subject"]
     principal = _principal(request)
     if not _may_manage(principal, tenant, subject):
-        raise (Forbidden if principal.authenticated else Unauthorized)(
-            f"Only {subject}, a guardian or an administrator may do this"
-        )
+        raise _refusal(principal, f"Only {subject}, a guardian or an administrator may do this")
+    return tenant, subject, principal
+
+
+def _refusal(principal: Principal, detail: str) -> Exception:
+    return (Forbidden if principal.authenticated else Unauthorized)(detail)
+
+
+async def _subject_request(request: Request) -> tuple[str, str, Principal, Any]:
+    tenant, subject, principal = _subject_of(request)
     trust = _trust(request)
     if trust is None:
         raise Forbidden("Data subject rights need authentication switched on")

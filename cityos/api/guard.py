@@ -27,9 +27,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cityos.core.access import ADMIN_ROLE, Access
+from cityos.core.access import Access
 from cityos.core.model import StoredEntity
-from cityos.core.principal import Principal
+from cityos.core.principal import ADMIN_ROLE, Principal
 from cityos.core.query.ast import (
     AttrPath,
     CompareOp,

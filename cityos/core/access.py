@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cityos.core.model import StoredEntity, now_iso
-from cityos.core.principal import Principal
+from cityos.core.principal import ADMIN_ROLE, Principal
 from cityos.errors import BadRequestData
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
 OPERATIONS = ("read", "write", "delete", "subscribe", "admin")
 LEVELS = ("open", "limited", "closed", "personal")
 _RANK = {level: i for i, level in enumerate(LEVELS)}
-ADMIN_ROLE = "admin"
 ANY_ROLE = "*"
 DEFAULT_SUBJECT_TERM = "dataSubject"
 _GRANT_MEMBERS = {"roles", "operations", "types", "attrs", "idPattern", "fromTenants"}

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from cityos.core.entities import check_uri
-from cityos.core.principal import Principal
+from cityos.core.principal import ADMIN_ROLE, Principal
 from cityos.errors import BadRequestData
 from cityos.storage.base import AuditEntry
 
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 ConsentStatus = Literal["granted", "withdrawn"]
-ADMIN_ROLE = "admin"
 MAX_PURPOSE = 500
 MAX_RECIPIENT = 256
 MAX_CATEGORIES = 100

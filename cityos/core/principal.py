@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["ANONYMOUS", "ANY_TENANT", "OPEN", "Principal", "PrincipalKind"]
+__all__ = ["ADMIN_ROLE", "ANONYMOUS", "ANY_TENANT", "OPEN", "Principal", "PrincipalKind"]
 
 PrincipalKind = Literal["anonymous", "token", "apikey", "open"]
 
+ADMIN_ROLE = "admin"  # the role that administers a tenant (core/access.py)
 ANY_TENANT = "*"
 """In :attr:`Principal.tenants`: every tenant (a platform operator of a prefecture)."""
 

@@ -29,8 +29,6 @@ from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import BadRequestData, ResourceNotFound
 from cityos.storage.base import (
     AttributeSummaryRow,
-    AuditEntry,
-    AuditRecord,
     Change,
     EntityQuery,
     Page,
@@ -43,6 +41,7 @@ from cityos.storage.postgres.records import Conn, Documents, Pool, insert_outbox
 from cityos.storage.postgres.select import Select, build_select
 from cityos.storage.postgres.trust import PostgresTrust
 from cityos.storage.postgres.writes import Cursor, apply_changes, lock_entities
+from cityos.storage.trust_common import DelegatesTrust
 
 __all__ = ["PostgresStore"]
 
@@ -51,7 +50,7 @@ Then = Callable[[Cursor, list[WriteOutcome]], Awaitable[None]]
 T = TypeVar("T")
 
 
-class PostgresStore(Documents):
+class PostgresStore(DelegatesTrust, Documents):
     def __init__(
         self, url: str, durable: bool = True, history: bool = True, max_connections: int = 10
     ) -> None:
@@ -355,44 +354,6 @@ class PostgresStore(Documents):
                 return await history_edit.expire(cur, tenant, rule, cutoff_us, batch)
 
         return await self.transaction(job)
-
-    # -- the trust layer's documents and the audit log (storage/postgres/trust.py) --------
-
-    async def trust_get(self, kind: str, tenant: str, doc_id: str) -> Any | None:
-        return await self.trust.trust_get(kind, tenant, doc_id)
-
-    async def trust_list(
-        self, kind: str, tenant: str | None = None, key: str | None = None
-    ) -> list[tuple[str, str, Any]]:
-        return await self.trust.trust_list(kind, tenant, key)
-
-    async def trust_put(  # noqa: PLR0913 - the Store protocol's signature
-        self,
-        kind: str,
-        tenant: str,
-        doc_id: str,
-        doc: Any,
-        key: str = "",
-        audit: Sequence[AuditEntry] = (),
-    ) -> None:
-        await self.trust.trust_put(kind, tenant, doc_id, doc, key, audit)
-
-    async def trust_delete(
-        self, kind: str, tenant: str, doc_id: str, audit: Sequence[AuditEntry] = ()
-    ) -> bool:
-        return await self.trust.trust_delete(kind, tenant, doc_id, audit)
-
-    async def audit_append(self, entries: Sequence[AuditEntry]) -> None:
-        await self.trust.audit_append(entries)
-
-    async def audit_read(
-        self,
-        after: int = 0,
-        limit: int = 1000,
-        person: str | None = None,
-        tenant: str | None = None,
-    ) -> list[AuditRecord]:
-        return await self.trust.audit_read(after, limit, person, tenant)
 
     async def scrub(self) -> None:
         """VACUUM the tables that hold entity values and their history, so the space of

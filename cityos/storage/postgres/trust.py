@@ -20,6 +20,7 @@ from cityos.core.audit import GENESIS, chain
 from cityos.storage.base import AuditEntry, AuditRecord
 from cityos.storage.postgres.records import Conn
 from cityos.storage.postgres.writes import lock_key
+from cityos.storage.trust_common import equal_filters
 
 __all__ = ["PostgresTrust", "append"]
 
@@ -83,14 +84,9 @@ class PostgresTrust:
     async def trust_list(
         self, kind: str, tenant: str | None = None, key: str | None = None
     ) -> list[tuple[str, str, Any]]:
-        sql = "SELECT tenant, id, doc FROM trust_docs WHERE kind = %s"
-        params: list[Any] = [kind]
-        if tenant is not None:
-            sql += " AND tenant = %s"
-            params.append(tenant)
-        if key is not None:
-            sql += " AND key = %s"
-            params.append(key)
+        where, params = equal_filters((("tenant", tenant), ("key", key)), "%s")
+        sql = f"SELECT tenant, id, doc FROM trust_docs WHERE kind = %s{where}"
+        params.insert(0, kind)
         rows = await self._fetch(sql + ' ORDER BY tenant COLLATE "C", id COLLATE "C"', params)
         return [(r[0], r[1], r[2]) for r in rows]
 
@@ -143,13 +139,8 @@ class PostgresTrust:
         person: str | None = None,
         tenant: str | None = None,
     ) -> list[AuditRecord]:
-        sql = f"SELECT {_COLUMNS} FROM audit_log WHERE seq > %s"
-        params: list[Any] = [after]
-        if person is not None:
-            sql += " AND person = %s"
-            params.append(person)
-        if tenant is not None:
-            sql += " AND tenant = %s"
-            params.append(tenant)
+        where, params = equal_filters((("person", person), ("tenant", tenant)), "%s")
+        sql = f"SELECT {_COLUMNS} FROM audit_log WHERE seq > %s{where}"
+        params.insert(0, after)
         rows = await self._fetch(sql + " ORDER BY seq LIMIT %s", [*params, limit])
         return [_record(r) for r in rows]

@@ -30,8 +30,6 @@ from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import AlreadyExists, ResourceNotFound
 from cityos.storage.base import (
     AttributeSummaryRow,
-    AuditEntry,
-    AuditRecord,
     Change,
     EntityQuery,
     Page,
@@ -45,6 +43,7 @@ from cityos.storage.sqlite.query_sql import register_functions
 from cityos.storage.sqlite.select import build_geo_candidates, build_select
 from cityos.storage.sqlite.trust import SQLiteTrust
 from cityos.storage.sqlite.writer import Writer
+from cityos.storage.trust_common import DelegatesTrust
 
 __all__ = ["SQLiteStore"]
 
@@ -56,7 +55,7 @@ _ENTITY_SUBS = ("subscriptions", "notification_outbox")
 _CSOURCE_SUBS = ("csource_subscriptions", "csource_notification_outbox")
 
 
-class SQLiteStore:
+class SQLiteStore(DelegatesTrust):
     def __init__(self, path: Path, durable: bool = True, history: bool = True) -> None:
         self.path = path
         self._durable = durable
@@ -599,44 +598,6 @@ class SQLiteStore:
             "SELECT url, local_id, kind, document, created_at FROM jsonld_contexts"
         )
         return [ContextEntry(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows]
-
-    # -- the trust layer's documents and the audit log (storage/sqlite/trust.py) ----------
-
-    async def trust_get(self, kind: str, tenant: str, doc_id: str) -> Any | None:
-        return await self.trust.trust_get(kind, tenant, doc_id)
-
-    async def trust_list(
-        self, kind: str, tenant: str | None = None, key: str | None = None
-    ) -> list[tuple[str, str, Any]]:
-        return await self.trust.trust_list(kind, tenant, key)
-
-    async def trust_put(  # noqa: PLR0913 - the Store protocol's signature
-        self,
-        kind: str,
-        tenant: str,
-        doc_id: str,
-        doc: Any,
-        key: str = "",
-        audit: Sequence[AuditEntry] = (),
-    ) -> None:
-        await self.trust.trust_put(kind, tenant, doc_id, doc, key, audit)
-
-    async def trust_delete(
-        self, kind: str, tenant: str, doc_id: str, audit: Sequence[AuditEntry] = ()
-    ) -> bool:
-        return await self.trust.trust_delete(kind, tenant, doc_id, audit)
-
-    async def audit_append(self, entries: Sequence[AuditEntry]) -> None:
-        await self.trust.audit_append(entries)
-
-    async def audit_read(
-        self,
-        after: int = 0,
-        limit: int = 1000,
-        person: str | None = None,
-        tenant: str | None = None,
-    ) -> list[AuditRecord]:
-        return await self.trust.audit_read(after, limit, person, tenant)
 
     async def scrub(self) -> None:
         """Rebuilds the database file without the free pages that still hold deleted

@@ -19,6 +19,7 @@ import orjson
 from cityos.core.audit import GENESIS, chain
 from cityos.storage.base import AuditEntry, AuditRecord
 from cityos.storage.sqlite.writer import Writer
+from cityos.storage.trust_common import equal_filters
 
 __all__ = ["SQLiteTrust", "append"]
 
@@ -80,14 +81,9 @@ class SQLiteTrust:
     async def trust_list(
         self, kind: str, tenant: str | None = None, key: str | None = None
     ) -> list[tuple[str, str, Any]]:
-        sql = "SELECT tenant, id, doc FROM trust_docs WHERE kind = ?"
-        params: list[Any] = [kind]
-        if tenant is not None:
-            sql += " AND tenant = ?"
-            params.append(tenant)
-        if key is not None:
-            sql += " AND key = ?"
-            params.append(key)
+        where, params = equal_filters((("tenant", tenant), ("key", key)), "?")
+        sql = f"SELECT tenant, id, doc FROM trust_docs WHERE kind = ?{where}"
+        params.insert(0, kind)
         rows = self._reader().execute(sql + " ORDER BY tenant, id", params)
         return [(r[0], r[1], orjson.loads(r[2])) for r in rows]
 
@@ -137,13 +133,8 @@ class SQLiteTrust:
         person: str | None = None,
         tenant: str | None = None,
     ) -> list[AuditRecord]:
-        sql = f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ?"
-        params: list[Any] = [after]
-        if person is not None:
-            sql += " AND person = ?"
-            params.append(person)
-        if tenant is not None:
-            sql += " AND tenant = ?"
-            params.append(tenant)
+        where, params = equal_filters((("person", person), ("tenant", tenant)), "?")
+        sql = f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ?{where}"
+        params.insert(0, after)
         rows = self._reader().execute(sql + " ORDER BY seq LIMIT ?", [*params, limit])
         return [_record(r) for r in rows]
