@@ -157,6 +157,15 @@ def check_config(config: str | None) -> None:
         if name == "database_url":
             value = _hide_password(value)
         click.echo(f"{name} = {value!s}")
+    if settings.auth_issuers:
+        from cityos.auth.tokens import load_issuers
+
+        try:
+            issuers = load_issuers(Path(settings.auth_issuers))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"auth_issuers: {exc}") from exc
+        for issuer in issuers:
+            click.echo(f"trusted issuer {issuer.issuer}")
     click.echo("configuration is valid")
 
 
