@@ -32,7 +32,7 @@ from cityos.core import changes
 from cityos.core import consent as consents
 from cityos.core.access import policy_document
 from cityos.core.model import now_iso
-from cityos.core.principal import OPEN, Principal
+from cityos.core.principal import ADMIN_ROLE, OPEN, Principal
 from cityos.core.render import RenderOptions, render_entity
 from cityos.core.temporal import TemporalQuery, render_temporal_entity
 from cityos.errors import BadRequestData, Forbidden, ResourceNotFound, Unauthorized
@@ -62,7 +62,7 @@ def _trust(request: Request) -> Trust | None:
 
 def _is_admin(principal: Principal, tenant: str) -> bool:
     return principal.kind == "open" or (
-        principal.authenticated and "admin" in principal.roles and principal.member_of(tenant)
+        principal.authenticated and ADMIN_ROLE in principal.roles and principal.member_of(tenant)
     )
 
 
@@ -92,6 +92,28 @@ def _forget(request: Request, kind: str, tenant: str = "", key_id: str = "") -> 
     trust = _trust(request)
     if trust is not None:
         trust.forget(kind, tenant, key_id)
+
+
+# -- tenants ---------------------------------------------------------------------------------
+
+
+async def list_tenants(request: Request) -> Response:
+    """The tenants the caller administers, each with whether it has a policy yet (a tenant
+    comes into being with its first write, NGSI-LD clause 6.3.14, or its policy)."""
+    principal = _principal(request)
+    if not principal.authenticated and principal.kind != "open":
+        raise Unauthorized("Authentication is required")
+    store = _store(request)
+    with_policy = {t for t, _, _ in await store.trust_list(POLICY)}
+    names = sorted(set(await store.tenants()) | with_policy)
+    return http.json_response(
+        [
+            {"tenant": name, "policy": name in with_policy}
+            for name in names
+            if _is_admin(principal, name)
+        ],
+        None,
+    )
 
 
 # -- policies -------------------------------------------------------------------------------
@@ -454,6 +476,7 @@ async def erase_subject(request: Request) -> Response:
 
 
 ROUTES: list[tuple[str, Any, list[str], frozenset[str]]] = [
+    ("/tenants", list_tenants, ["GET"], frozenset()),
     ("/policy", get_policy, ["GET"], frozenset()),
     ("/policy", put_policy, ["PUT"], frozenset()),
     ("/apikeys", list_api_keys, ["GET"], frozenset({"tenant"})),

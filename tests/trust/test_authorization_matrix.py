@@ -256,3 +256,13 @@ async def test_version_and_contexts_stay_open(city: City) -> None:
     assert (await city.client.get(f"{API}/jsonldContexts")).status_code == 200
     r = await city.client.post(f"{API}/jsonldContexts", json={"@context": {"a": "urn:a"}}, headers=city.who("viewer"))
     assert r.status_code == 403
+
+
+async def test_tenants_listed_to_their_administrators_only(city: City) -> None:
+    r = await city.client.get("/cityos/v1/tenants", headers=city.who("admin"))
+    assert r.status_code == 200
+    assert r.json() == [{"tenant": TENANT, "policy": True}]
+    # Kagawa's administrator administers no tenant of this City OS
+    r = await city.client.get("/cityos/v1/tenants", headers=city.who("outsider"))
+    assert r.status_code == 200 and r.json() == []
+    assert (await city.client.get("/cityos/v1/tenants")).status_code == 401
