@@ -227,6 +227,7 @@ async def retrieve_everywhere(
     entity_id = sel.params["id"]
     calls = [retrieve_call(fed, request, t, entity_id, sel) for t in targets]
     fragments, failed = await gather_fragments(calls, sel.rctx.compiled)
+    fragments = await _released(request, fragments)
     mine = [(t, e) for t, e in fragments if e["id"] == entity_id]
     return merge_entities(local, mine, exclusive_attrs(targets, entity_id)), failed
 
@@ -250,7 +251,7 @@ async def query_everywhere(
     (local_entities, local_count), (fragments, failed) = await asyncio.gather(
         local(window), gather_fragments(calls, sel.rctx.compiled)
     )
-    merged = merge_by_id(local_entities, fragments, targets)
+    merged = merge_by_id(local_entities, await _released(request, fragments), targets)
     beyond = max(0, (local_count or 0) - len(local_entities))
     return merged[offset:window], len(merged) + beyond, failed
 
@@ -483,6 +484,20 @@ def _remote_partial(reply: Reply) -> dict[str, Any]:
         "status": 207,
         "detail": orjson.dumps(reply.body).decode() if reply.body is not None else "",
     }
+
+
+async def _released(
+    request: Request, fragments: list[tuple[Target, StoredEntity]]
+) -> list[tuple[Target, StoredEntity]]:
+    """What the sources answered, as this City OS's policy lets the caller see it: a
+    source answers for this City OS (by the registration's credentials), the caller gets
+    only what it may read here, like local data."""
+    store = services(request).store
+    if not isinstance(store, GuardedStore) or not fragments:
+        return fragments
+    tenant = http.tenant_of(request)
+    seen = await store.view(tenant, await store.access(tenant), [e for _, e in fragments])
+    return [(t, e) for (t, _), e in zip(fragments, seen, strict=True) if e is not None]
 
 
 async def _authorize_forward(
