@@ -581,6 +581,31 @@ def policy_set(file: Path, **opts: Any) -> None:
     click.echo(f"policy of tenant {tenant or '(default)'} set")
 
 
+@main.group(short_help="List residents' consents.")
+def consent() -> None:
+    """Residents' consents (docs/howto/trust.md). Residents grant and withdraw them with
+    their own token over /cityos/v1/consents; this lists them for the town's staff."""
+
+
+@consent.command("list", short_help="List consents, one JSON object a line.")
+@click.option("--tenant", default=None, help="Only this tenant's consents.")
+@click.option("--subject", default=None, help="Only those of this data subject.")
+@click.option("--recipient", default=None, help="Only those given to this client.")
+@_store_options
+def consent_list(**opts: Any) -> None:
+    """List consents with their status, validity and history."""
+    from cityos.core import consent as consents
+    from cityos.trust import CONSENT
+
+    async def show(store: Any) -> None:
+        for _, _, doc in await store.trust_list(CONSENT, opts["tenant"], opts["recipient"]):
+            found = consents.from_doc(doc)
+            if opts["subject"] in (None, found.subject):
+                click.echo(orjson.dumps(consents.to_doc(found)))
+
+    _on_store(_store_settings(opts), show)
+
+
 def _store_settings(opts: dict[str, Any]) -> Settings:
     return _settings(
         data_dir=opts["data_dir"], database_url=opts["database"], config=opts["config"]

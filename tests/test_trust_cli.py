@@ -18,7 +18,9 @@ def cityos(*args: str) -> Result:
 
 def test_apikey_create_list_revoke_and_audit(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path)]
-    r = cityos("apikey", "create", "--tenant", "takamatsu", "--name", "town-it", "--role", "admin", *data)
+    r = cityos(
+        "apikey", "create", "--tenant", "takamatsu", "--name", "town-it", "--role", "admin", *data
+    )
     assert r.exit_code == 0, r.output
     created = orjson.loads(r.output)
     assert created["key"].startswith("cok_") and created["roles"] == ["admin"]
@@ -28,11 +30,23 @@ def test_apikey_create_list_revoke_and_audit(tmp_path: Path) -> None:
     assert created["key"] not in r.output and "hash" not in r.output  # never the secret
     r = cityos("apikey", "revoke", created["id"], *data)
     assert r.exit_code == 0, r.output
-    (revoked,) = [orjson.loads(line) for line in cityos("apikey", "list", *data).output.splitlines()]
+    (revoked,) = [
+        orjson.loads(line) for line in cityos("apikey", "list", *data).output.splitlines()
+    ]
     assert revoked["revokedAt"]
     assert cityos("apikey", "revoke", "nope", *data).exit_code == 1
     # a bad expiry is refused with the reason, and nothing is stored
-    r = cityos("apikey", "create", "--tenant", "t", "--name", "x", "--expires", "2001-01-01T00:00:00Z", *data)
+    r = cityos(
+        "apikey",
+        "create",
+        "--tenant",
+        "t",
+        "--name",
+        "x",
+        "--expires",
+        "2001-01-01T00:00:00Z",
+        *data,
+    )
     assert r.exit_code == 1 and "expiresAt" in r.output
     exported = cityos("audit", "export", *data).output.splitlines()
     assert [orjson.loads(line)["action"] for line in exported] == ["apikey.create", "apikey.revoke"]
@@ -66,3 +80,48 @@ def test_check_config_reads_the_trusted_issuers(tmp_path: Path) -> None:
     issuers.write_text('[[issuer]]\nissuer = "https://sso.example/realms/town"\naudiense = "x"\n')
     r = cityos("check-config", "--config", str(config))
     assert r.exit_code == 1 and "audiense" in r.output
+
+
+def test_consent_list_filters_by_subject_and_recipient(tmp_path: Path) -> None:
+    import asyncio
+
+    from cityos.core import consent as consents
+    from cityos.storage.sqlite.store import SQLiteStore
+    from cityos.trust import CONSENT
+
+    async def grant() -> None:
+        store = SQLiteStore(tmp_path / "cityos.db")
+        await store.open()
+        for subject, recipient in (
+            ("urn:p:1", "mimamori"),
+            ("urn:p:2", "mimamori"),
+            ("urn:p:1", "health"),
+        ):
+            c = consents.parse_consent(
+                {
+                    "subject": subject,
+                    "recipient": recipient,
+                    "purpose": "p",
+                    "categories": ["urn:t"],
+                },
+                tenant="t",
+                by="cli",
+                now="2026-01-01T00:00:00Z",
+                expand=lambda s: s,
+            )
+            await store.trust_put(CONSENT, "t", c.id, consents.to_doc(c), key=recipient)
+        await store.close()
+
+    asyncio.run(grant())
+    data = ["--data-dir", str(tmp_path)]
+    r = cityos("consent", "list", "--subject", "urn:p:1", *data)
+    assert r.exit_code == 0, r.output
+    assert sorted(orjson.loads(x)["recipient"] for x in r.output.splitlines()) == [
+        "health",
+        "mimamori",
+    ]
+    r = cityos("consent", "list", "--recipient", "mimamori", *data)
+    assert sorted(orjson.loads(x)["subject"] for x in r.output.splitlines()) == [
+        "urn:p:1",
+        "urn:p:2",
+    ]

@@ -43,7 +43,12 @@ BODY = {
     "publishOpenData": True,
     "grants": [
         {"roles": ["viewer"], "operations": ["read"]},
-        {"roles": ["river"], "operations": ["read", "write"], "types": ["River"], "attrs": ["level"]},
+        {
+            "roles": ["river"],
+            "operations": ["read", "write"],
+            "types": ["River"],
+            "attrs": ["level"],
+        },
         {"roles": ["ids"], "operations": ["read"], "types": ["Bus"], "idPattern": "^urn:bus:a"},
     ],
     "classification": {

@@ -41,8 +41,12 @@ POLICY: dict[str, Any] = {
         {"roles": ["remover"], "operations": ["delete"], "types": ["WaterObserved"]},
         {"roles": ["shelter"], "operations": ["read"], "types": ["Shelter"]},
         {"roles": ["watch"], "operations": ["read", "subscribe"], "types": ["ChildTag"]},
-        {"roles": ["kagawa-view"], "operations": ["read"], "types": ["Sensor"],
-         "fromTenants": ["kagawa"]},
+        {
+            "roles": ["kagawa-view"],
+            "operations": ["read"],
+            "types": ["Sensor"],
+            "fromTenants": ["kagawa"],
+        },
     ],
     "classification": {
         "types": {"WaterObserved": "open", "Shelter": "closed", "ChildTag": "personal"},
@@ -72,7 +76,10 @@ ENTITIES: list[dict[str, Any]] = [
     {
         "id": "urn:ngsi-ld:ChildTag:t1",
         "type": "ChildTag",
-        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [134.04, 34.34]}},
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [134.04, 34.34]},
+        },
         "note": {"type": "Property", "value": "SECRET-child1-note"},
         "dataSubject": {"type": "Relationship", "object": PERSON},
     },

@@ -72,7 +72,11 @@ async def test_retrieve_each_entity(city: City, who: str) -> None:
 async def test_queries_counts_and_types(city: City, who: str) -> None:
     headers = {**city.who(who), **LD}
     visible = {i for i in SEES[who] if TYPES[i] != "ChildTag"}
-    r = await city.client.get(f"{API}/entities", params={"type": "WaterObserved,Shelter,Sensor", "count": "true"}, headers=headers)
+    r = await city.client.get(
+        f"{API}/entities",
+        params={"type": "WaterObserved,Shelter,Sensor", "count": "true"},
+        headers=headers,
+    )
     assert_no_leak(who, r.text)
     assert r.status_code == 200, r.text
     assert {e["id"] for e in r.json()} == visible
@@ -129,7 +133,9 @@ async def test_batch_query_temporal_and_v2(city: City, who: str) -> None:
         else:
             assert r.status_code == denied_status(who)
             assert set(r.json()) == {"error", "description"}
-    r = await city.client.get("/v2/entities", params={"options": "count"}, headers={**city.who(who), **V2})
+    r = await city.client.get(
+        "/v2/entities", params={"options": "count"}, headers={**city.who(who), **V2}
+    )
     assert_no_leak(who, r.text)
     visible = {i for i in SEES[who] if TYPES[i] != "ChildTag"}
     if r.status_code == 200:
@@ -146,17 +152,25 @@ async def test_writes(city: City, who: str) -> None:
     headers = {**city.who(who), **LD}
     admin = {**city.who("admin"), **LD}
     r = await city.client.patch(
-        f"{API}/entities/{W}/attrs", json={"waterLevel": {"type": "Property", "value": 9.9}}, headers=headers
+        f"{API}/entities/{W}/attrs",
+        json={"waterLevel": {"type": "Property", "value": 9.9}},
+        headers=headers,
     )
     assert r.status_code == (204 if who in WRITERS else denied_status(who)), r.text
     stored = (await city.client.get(f"{API}/entities/{W}", headers=admin)).json()
     assert stored["waterLevel"]["value"] == (9.9 if who in WRITERS else 3.2)
     # writing an attribute of a type the grant does not cover
     r = await city.client.patch(
-        f"{API}/entities/{N}/attrs", json={"battery": {"type": "Property", "value": 1}}, headers=headers
+        f"{API}/entities/{N}/attrs",
+        json={"battery": {"type": "Property", "value": 1}},
+        headers=headers,
     )
     assert r.status_code == (204 if who == "admin" else denied_status(who))
-    new = {"id": "urn:ngsi-ld:WaterObserved:new", "type": "WaterObserved", "waterLevel": {"type": "Property", "value": 1}}
+    new = {
+        "id": "urn:ngsi-ld:WaterObserved:new",
+        "type": "WaterObserved",
+        "waterLevel": {"type": "Property", "value": 1},
+    }
     r = await city.client.post(f"{API}/entities", json=new, headers=headers)
     assert r.status_code == (201 if who in WRITERS else denied_status(who)), r.text
     # a batch: each Entity refused on its own, nothing half-applied
@@ -164,7 +178,9 @@ async def test_writes(city: City, who: str) -> None:
         {"id": W, "type": "WaterObserved", "waterLevel": {"type": "Property", "value": 5.5}},
         {"id": S, "type": "Shelter", "capacity": {"type": "Property", "value": 1}},
     ]
-    r = await city.client.post(f"{API}/entityOperations/upsert?options=update", json=batch, headers=headers)
+    r = await city.client.post(
+        f"{API}/entityOperations/upsert?options=update", json=batch, headers=headers
+    )
     shelter = (await city.client.get(f"{API}/entities/{S}", headers=admin)).json()
     assert shelter["capacity"]["value"] == (1 if who == "admin" else "SECRET-capacity-450")
     assert_no_leak(who, r.text)
@@ -197,7 +213,9 @@ async def test_subscriptions_and_notifications(city: City, inbox: Inbox, who: st
         (W, "operatorPhone", "SECRET-phone-087 (updated)"),
     ):
         r = await city.client.patch(
-            f"{API}/entities/{entity_id}/attrs", json={attr: {"type": "Property", "value": value}}, headers=admin
+            f"{API}/entities/{entity_id}/attrs",
+            json={attr: {"type": "Property", "value": value}},
+            headers=admin,
         )
         assert r.status_code == 204
     # the last change (on W) is visible to every subscriber: once it arrived, all did
@@ -213,7 +231,9 @@ async def test_subscriptions_and_notifications(city: City, inbox: Inbox, who: st
         for e in n["data"]:
             assert attrs_of(e) <= SEES[who][e["id"]]
     # others' Subscriptions are not visible
-    listed = await city.client.get(f"{API}/subscriptions", headers={**city.who("viewer" if who != "viewer" else "watch"), **LD})
+    listed = await city.client.get(
+        f"{API}/subscriptions", headers={**city.who("viewer" if who != "viewer" else "watch"), **LD}
+    )
     if listed.status_code == 200:
         assert listed.json() == []
 
@@ -254,7 +274,9 @@ async def test_bad_credentials_are_401_with_challenge(city: City) -> None:
 async def test_version_and_contexts_stay_open(city: City) -> None:
     assert (await city.client.get("/version")).status_code == 200
     assert (await city.client.get(f"{API}/jsonldContexts")).status_code == 200
-    r = await city.client.post(f"{API}/jsonldContexts", json={"@context": {"a": "urn:a"}}, headers=city.who("viewer"))
+    r = await city.client.post(
+        f"{API}/jsonldContexts", json={"@context": {"a": "urn:a"}}, headers=city.who("viewer")
+    )
     assert r.status_code == 403
 
 

@@ -28,7 +28,9 @@ async def reads(city: City) -> dict[str, Any]:
     r = await c.get(f"{API}/entities", params={"type": "ChildTag", "count": "true"}, headers=h)
     out["query"] = ([e["id"] for e in r.json()], r.headers.get("NGSILD-Results-Count"))
     r = await c.post(
-        f"{API}/entityOperations/query", json={"type": "Query", "entities": [{"type": "ChildTag"}]}, headers=h
+        f"{API}/entityOperations/query",
+        json={"type": "Query", "entities": [{"type": "ChildTag"}]},
+        headers=h,
     )
     out["batch"] = [e["id"] for e in r.json()]
     out["temporal"] = (await c.get(f"{API}/temporal/entities/{T1}", headers=h)).status_code
@@ -61,7 +63,12 @@ RELEASED = {
 async def move(city: City, lon: float) -> None:
     r = await city.client.patch(
         f"{API}/entities/{T1}/attrs",
-        json={"location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, 34.3]}}},
+        json={
+            "location": {
+                "type": "GeoProperty",
+                "value": {"type": "Point", "coordinates": [lon, 34.3]},
+            }
+        },
         headers={**city.who("admin"), **LD},
     )
     assert r.status_code == 204, r.text
@@ -71,7 +78,11 @@ async def test_consent_grant_withdraw_on_every_read_path(city: City, inbox: Inbo
     c, watch, guardian = city.client, {**city.who("watch"), **LD}, {**city.who("guardian"), **LD}
     r = await c.post(
         f"{API}/subscriptions",
-        json={"type": "Subscription", "entities": [{"type": "ChildTag"}], "notification": {"endpoint": {"uri": inbox.url}}},
+        json={
+            "type": "Subscription",
+            "entities": [{"type": "ChildTag"}],
+            "notification": {"endpoint": {"uri": inbox.url}},
+        },
         headers=watch,
     )
     assert r.status_code == 201, r.text
@@ -104,7 +115,10 @@ async def test_consent_grant_withdraw_on_every_read_path(city: City, inbox: Inbo
     await move(city, 134.04)
     await inbox.wait(2)
     await asyncio.sleep(0.2)
-    assert [n["data"][0]["location"]["value"]["coordinates"][0] for n in inbox.received] == [134.02, 134.04]
+    assert [n["data"][0]["location"]["value"]["coordinates"][0] for n in inbox.received] == [
+        134.02,
+        134.04,
+    ]
 
     # the guardian reads who accessed the child's data, and the consent history
     r = await c.get(f"/cityos/v1/subjects/{PERSON}/access-log", headers=guardian)
@@ -112,7 +126,9 @@ async def test_consent_grant_withdraw_on_every_read_path(city: City, inbox: Inbo
     log = r.json()
     actions = [x["action"] for x in log]
     assert "consent.grant" in actions and "consent.withdraw" in actions
-    reads_by_service = [x for x in log if x["action"] == "personal.read" and x["detail"]["client"] == "mimamori"]
+    reads_by_service = [
+        x for x in log if x["action"] == "personal.read" and x["detail"]["client"] == "mimamori"
+    ]
     assert reads_by_service and all(x["target"] == T1 for x in reads_by_service)
     # the service may not read that log
     r = await c.get(f"/cityos/v1/subjects/{PERSON}/access-log", headers=watch)
@@ -140,6 +156,8 @@ async def test_consent_for_another_recipient_releases_nothing(city: City) -> Non
     assert await reads(city) == NONE
     # and a guardian cannot consent for a child that is not theirs
     r = await city.client.post(
-        "/cityos/v1/consents", json={**CONSENT, "subject": "urn:ngsi-ld:Person:child2"}, headers=guardian
+        "/cityos/v1/consents",
+        json={**CONSENT, "subject": "urn:ngsi-ld:Person:child2"},
+        headers=guardian,
     )
     assert r.status_code == 403

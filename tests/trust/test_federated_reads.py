@@ -41,7 +41,9 @@ async def neighbour_city() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def test_remote_entities_are_filtered_by_the_local_policy(city: City, neighbour_city: str) -> None:
+async def test_remote_entities_are_filtered_by_the_local_policy(
+    city: City, neighbour_city: str
+) -> None:
     admin = {**city.who("admin"), **LD}
     registration = {
         "type": "ContextSourceRegistration",
