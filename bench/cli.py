@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.auth import API_KEY_HEADER, ROLE, create_service_key
 from bench.engine import run_with_loop
 from bench.machine import machine_info
 from bench.options import Options, parse_options
@@ -36,16 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     server: ServerProcess | None = None
     started = time.monotonic()
     machine = machine_info()  # before the run, so the load average is the machine's own
+    headers: dict[str, str] = {}
     try:
         if options.url is None:
             server = _start(options)
             _wait(server)
+            if options.auth:
+                headers[API_KEY_HEADER] = create_service_key(server)
+                progress(f"# requests carry a key of role {ROLE!r}, not an administrator")
         else:
             wait_ready(options.url, None, timeout=10)
             progress(f"# using the running server at {options.url}")
         api = server.api if server else str(options.url)
         pid = server.process.pid if server else options.server_pid
-        report = run_with_loop(run_suite(options, api, pid))
+        report = run_with_loop(run_suite(options, api, pid, headers))
         _check_server_survived(server, report)
     except KeyboardInterrupt:
         progress("# interrupted")
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start(options: Options) -> ServerProcess:
     server_cpus = _pin_driver() if options.pin else None
-    server = start_server(options.server_cmd, server_cpus)
+    server = start_server(options.server_cmd, server_cpus, options.auth)
     progress(f"# started {server.command} (pid {server.process.pid})")
     return server
 

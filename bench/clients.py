@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from multiprocessing import get_context
@@ -40,10 +40,12 @@ class InProcessClients:
 
 
 class ProcessClients:
-    """``count`` spawned processes, each with ``concurrency // count`` workers."""
+    """``count`` spawned processes, each with ``concurrency // count`` workers and its own
+    session sending ``headers``."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, headers: Mapping[str, str]) -> None:
         self._count = count
+        self._headers = dict(headers)
         self._pool = ProcessPoolExecutor(count, mp_context=get_context("spawn"))
 
     async def run(self, run: TimedRun, on_measure: Callable[[], None]) -> Tally:
@@ -54,7 +56,9 @@ class ProcessClients:
         )
         loop = asyncio.get_running_loop()
         futures = [
-            loop.run_in_executor(self._pool, run_client_process, share, client, self._count)
+            loop.run_in_executor(
+                self._pool, run_client_process, share, client, self._count, self._headers
+            )
             for client in range(self._count)
         ]
         await asyncio.sleep(share.start_at + share.warmup - time.monotonic())

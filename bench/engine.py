@@ -17,7 +17,7 @@ import asyncio
 import math
 import resource
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -128,11 +128,16 @@ def percentile_ms(sorted_latencies: list[float], fraction: float) -> float:
 
 
 @asynccontextmanager
-async def open_session(concurrency: int) -> AsyncIterator[aiohttp.ClientSession]:
-    """One keep-alive session for the whole run, at most ``concurrency`` connections."""
+async def open_session(
+    concurrency: int, headers: Mapping[str, str] | None = None
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """One keep-alive session for the whole run, at most ``concurrency`` connections;
+    ``headers`` (the API key with ``--auth``) go with every request."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers
+    ) as session:
         yield session
 
 
@@ -167,9 +172,11 @@ async def run_timed(
     return await run_phase(session, source, run.concurrency, until)
 
 
-def run_client_process(run: TimedRun, client: int, clients: int) -> Tally:
+def run_client_process(
+    run: TimedRun, client: int, clients: int, headers: Mapping[str, str]
+) -> Tally:
     """Entry point of a ``--clients`` worker process: one client's share of ``run``."""
-    return run_with_loop(_client_main(run, client, clients))
+    return run_with_loop(_client_main(run, client, clients, headers))
 
 
 def run_with_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -182,9 +189,11 @@ def run_with_loop(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-async def _client_main(run: TimedRun, client: int, clients: int) -> Tally:
+async def _client_main(
+    run: TimedRun, client: int, clients: int, headers: Mapping[str, str]
+) -> Tally:
     source = run.factory.build(client, clients)
-    async with open_session(run.concurrency) as session:
+    async with open_session(run.concurrency, headers) as session:
         return await run_timed(session, run, source)
 
 

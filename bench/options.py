@@ -33,6 +33,7 @@ class Options:
     keep_data: bool
     json_path: str | None
     quick: bool
+    auth: bool
 
     def selected(self, workload: str) -> bool:
         return workload in self.only
@@ -45,7 +46,10 @@ class Options:
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.auth and args.url:
+        parser.error("--auth sets up the server it starts; it cannot be used with --url")
     only = tuple(name for name in WORKLOADS if name in _names(args.only))
     return Options(
         entities=args.entities or (2_000 if args.quick else 100_000),
@@ -64,6 +68,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         keep_data=args.keep_data,
         json_path=args.json,
         quick=args.quick,
+        auth=args.auth,
     )
 
 
@@ -86,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--server-cmd", default=DEFAULT_COMMAND, help="server command template")
     add("--url", help="benchmark a running server (http://host:port) instead of starting one")
     add("--server-pid", type=int, help="with --url: pid whose RSS and CPU to report")
+    add("--auth", action="store_true", help="server with --auth, requests with a service key")
     add("--no-pin", action="store_true", help="do not pin the server to CPU 0, driver to the rest")
     add("--keep-data", action="store_true", help="keep the server's temporary data directory")
     add("--json", help="also write the final JSON object to this file")

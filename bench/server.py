@@ -49,6 +49,10 @@ class ServerProcess:
     workdir: Path
     log_path: Path
 
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -62,15 +66,16 @@ class ServerProcess:
             raise ServerError(f"the server exited with code {code}")
 
 
-def start_server(command: str, cpus: set[int] | None) -> ServerProcess:
+def start_server(command: str, cpus: set[int] | None, auth: bool = False) -> ServerProcess:
     """Start ``command`` (placeholders ``{cityos} {host} {port} {data_dir}``) pinned to
-    ``cpus``; the caller must :func:`stop_server` it, also on errors."""
+    ``cpus``, with ``--auth`` appended if ``auth``; the caller must :func:`stop_server` it,
+    also on errors."""
     workdir = Path(tempfile.mkdtemp(prefix="cityos-bench-"))
     port = _free_port()
     (workdir / "data").mkdir()
     argv = shlex.split(
         command.format(cityos=_cityos(), host=HOST, port=port, data_dir=workdir / "data")
-    )
+    ) + (["--auth"] if auth else [])
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -86,7 +91,8 @@ def start_server(command: str, cpus: set[int] | None) -> ServerProcess:
 
 
 def wait_ready(api: str, server: ServerProcess | None, timeout: float = 60.0) -> float:
-    """Poll ``GET /types`` until it answers 200; returns the seconds it took."""
+    """Poll ``GET /types`` until it answers 200 (401 with authentication on); returns the
+    seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if server is not None:
@@ -119,6 +125,9 @@ def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        # With authentication on, the server is up when it refuses a request without a key.
+        return exc.code == 401
     except (urllib.error.URLError, OSError):
         return False
 

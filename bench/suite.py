@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -58,12 +59,17 @@ class Suite:
         return Dataset(self.options.entities, self.options.seed)
 
 
-async def run_suite(options: Options, api: str, server_pid: int | None) -> Report:
+async def run_suite(
+    options: Options, api: str, server_pid: int | None, headers: Mapping[str, str]
+) -> Report:
+    """Run the selected workloads; every request carries ``headers``."""
     report = Report()
     concurrency = max(options.concurrency, options.batch_concurrency)
-    async with open_session(concurrency) as session:
+    async with open_session(concurrency, headers) as session:
         clients: Clients = (
-            ProcessClients(options.clients) if options.clients > 1 else InProcessClients(session)
+            ProcessClients(options.clients, headers)
+            if options.clients > 1
+            else InProcessClients(session)
         )
         suite = Suite(options, api, server_pid, session, clients, report)
         try:

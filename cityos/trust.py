@@ -47,6 +47,9 @@ class Trust:
     clock: Callable[[], float] = time.monotonic
     _policies: dict[str, tuple[float, Policy]] = field(default_factory=dict)
     _keys: dict[str, tuple[float, apikeys.ApiKey | None]] = field(default_factory=dict)
+    # presented key -> (until, key id, principal): a key checked once is not hashed and
+    # checked again on every request of the next second (the keys' own cache time)
+    _verified: dict[str, tuple[float, str, Principal]] = field(default_factory=dict)
     _access: dict[tuple[str, Principal], tuple[float, Access]] = field(default_factory=dict)
     owners: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -101,6 +104,10 @@ class Trust:
             raise
 
     async def _api_key(self, presented: str) -> Principal:
+        now = self.clock()
+        hit = self._verified.get(presented)
+        if hit is not None and hit[0] > now:
+            return hit[2]
         try:
             key_id, secret = apikeys.parse_presented(presented)
         except ValueError:
@@ -108,7 +115,12 @@ class Trust:
         key = await self.api_key(key_id)
         if key is None or not apikeys.check(key, secret, now_iso()):
             raise Unauthorized("The API key is unknown, revoked or expired")
-        return apikeys.principal(key)
+        principal = apikeys.principal(key)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        # an expiry within the second is checked on the next request, like a revocation
+        self._verified[presented] = (now + _TTL, key.id, principal)
+        return principal
 
     async def api_key(self, key_id: str) -> apikeys.ApiKey | None:
         hit = self._keys.get(key_id)
@@ -153,6 +165,8 @@ class Trust:
             self._access.clear()
         elif kind == APIKEY:
             self._keys.pop(key_id, None)
+            for presented in [p for p, hit in self._verified.items() if hit[1] == key_id]:
+                del self._verified[presented]
 
     # -- consents ------------------------------------------------------------------------------
 
@@ -243,8 +257,14 @@ class Viewer:
         self.trust = trust
         self.principal = principal
         self.recipient = principal.client or principal.subject
-        self.now = at or now_iso()  # the moment consents must be valid at
+        self._at = at  # the moment consents must be valid at (default: first asked, now)
         self._consents: dict[str, ConsentIndex] = {}
+
+    @property
+    def now(self) -> str:
+        if self._at is None:
+            self._at = now_iso()
+        return self._at
 
     async def consents(self, tenant: str) -> ConsentIndex:
         index = self._consents.get(tenant)
@@ -270,7 +290,7 @@ class Viewer:
             return list(entities)
         policy = access.policy
         released = _nothing
-        if "personal" in policy.type_levels.values() or "personal" in policy.attr_levels.values():
+        if access.personal_possible:
             index = await self.consents(tenant)
             recipient, now = self.recipient, self.now
 
@@ -278,7 +298,7 @@ class Viewer:
                 return bool(index.allowed(subject, recipient, category, now))
 
         out = [access.view(e, released) for e in entities]
-        if not audit:
+        if not audit or not access.personal_possible:
             return out
         await self.trust.audit(
             [

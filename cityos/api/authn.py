@@ -11,7 +11,6 @@ a tenant publishes as open data.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from starlette.requests import Request
@@ -57,9 +56,10 @@ class AuthGate:
             await _refuse(scope, receive, send, _denied(principal))
             return
         svc = self.services
-        guarded = GuardedStore(svc.store, self.trust, principal)
         scope[PRINCIPAL] = principal
-        scope[SERVICES] = dataclasses.replace(svc, store=guarded)
+        scope[SERVICES] = type(svc)(
+            svc.settings, GuardedStore(svc.store, self.trust, principal), svc.contexts, svc.notifier
+        )
         await self.app(scope, receive, send)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cityos.core.access import Access
 from cityos.core.model import StoredEntity
@@ -50,9 +50,7 @@ from cityos.core.query.ast import (
 from cityos.core.temporal import TemporalEntity, TemporalQuery
 from cityos.errors import CityOSError, Forbidden, Unauthorized
 from cityos.storage.base import Change, EntityQuery, Page, Store, WriteOutcome
-
-if TYPE_CHECKING:
-    from cityos.trust import Trust, Viewer
+from cityos.trust import Trust, Viewer
 
 __all__ = ["GuardedStore", "subject_term"]
 
@@ -63,6 +61,13 @@ def _type_names(node: TypeNode | None) -> list[str]:
     if isinstance(node, TypeName):
         return [node.name]
     return [n for t in node.terms for n in _type_names(t)]
+
+
+def _plain(node: TypeNode) -> bool:
+    """A type or a list of types (``A`` or ``A,B``), no ``;`` or parentheses."""
+    return isinstance(node, TypeName) or (
+        isinstance(node, TypeOr) and all(isinstance(t, TypeName) for t in node.terms)
+    )
 
 
 def _q_attrs(node: QNode | None) -> set[str]:
@@ -81,9 +86,7 @@ class GuardedStore:
         self.inner = store
         self.trust = trust
         self.principal = principal
-        from cityos.trust import Viewer  # only imported when authentication is on
-
-        self.viewer: Viewer = Viewer(trust, principal)
+        self.viewer = Viewer(trust, principal)
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -161,7 +164,14 @@ class GuardedStore:
             allowed: TypeNode = (
                 TypeName(types[0]) if len(types) == 1 else TypeOr(tuple(TypeName(t) for t in types))
             )
-            changes["types"] = allowed if query.types is None else TypeAnd((query.types, allowed))
+            if query.types is None or not _plain(query.types):
+                changes["types"] = (
+                    allowed if query.types is None else TypeAnd((query.types, allowed))
+                )
+            elif set(types) != set(_type_names(query.types)):
+                # a list of types narrowed to a list: the store still plans it as a list
+                # (its type and geo indexes), which a TypeAnd would defeat
+                changes["types"] = allowed
         self._check_named(access, query, types)
         # personal types: only the data subjects that consented (or the caller itself)
         if types and all(policy.type_levels.get(t) == "personal" for t in types):

@@ -243,6 +243,12 @@ class Access:
     grants: tuple[Grant, ...]
     admin: bool
     member: bool
+    # Whether any grant limits ids (then decisions depend on the Entity id), and whether
+    # the policy classifies anything personal: without either, decisions depend only on
+    # types and attribute names and are remembered (an Access lives for one policy).
+    by_id: bool = False
+    personal_possible: bool = True
+    _memo: dict[Any, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, policy: Policy, principal: Principal) -> Access:
@@ -259,7 +265,13 @@ class Access:
         admin = principal.kind == "open" or (
             member and principal.authenticated and ADMIN_ROLE in roles
         )
-        return cls(policy, principal, grants, admin, member)
+        by_id = any(g.id_pattern is not None for g in grants)
+        personal = "personal" in (
+            policy.default_level,
+            *policy.type_levels.values(),
+            *policy.attr_levels.values(),
+        )
+        return cls(policy, principal, grants, admin, member, by_id, personal)
 
     # -- operations on whole Entities ------------------------------------------------------
 
@@ -268,6 +280,16 @@ class Access:
         if self.admin:
             return True
         types = tuple(types)
+        if self.by_id and entity_id is not None:
+            return self._may(op, types, entity_id)
+        key = ("may", op, types)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self._may(op, types, None)
+        result: bool = found
+        return result
+
+    def _may(self, op: str, types: tuple[str, ...], entity_id: str | None) -> bool:
         for g in self.grants:
             if op not in g.operations:
                 continue
@@ -313,6 +335,19 @@ class Access:
     def attr_readable(self, types: tuple[str, ...], attr: str, entity_id: str | None) -> str | None:
         """The level under which ``attr`` may be read ("personal" still needs a consent),
         or None when it is hidden from this principal."""
+        if self.by_id and entity_id is not None:
+            return self._attr_readable(types, attr, entity_id)
+        key = (types, attr)
+        memo = self._memo
+        if key in memo:
+            known: str | None = memo[key]
+            return known
+        level = memo[key] = self._attr_readable(types, attr, None)
+        return level
+
+    def _attr_readable(
+        self, types: tuple[str, ...], attr: str, entity_id: str | None
+    ) -> str | None:
         level = self.policy.attr_level(types, attr)
         if level == "open" and self.policy.publish_open:
             return level
@@ -343,7 +378,7 @@ class Access:
         entity_id = entity["id"]
         subject: str | None = None
         whole = False  # a consent covers the Entity's personal type: all its attributes
-        if self.policy.type_level(types) == "personal":
+        if self.personal_possible and self.policy.type_level(types) == "personal":
             subject = self.policy.data_subject(entity)
             if subject is not None and subject in self.principal.persons:
                 return entity  # a resident's (or their child's) own data, whole
@@ -387,6 +422,8 @@ class Access:
 
     def personal_in(self, entity: StoredEntity) -> bool:
         """Whether the Entity holds data classified personal (its reads are audited)."""
+        if not self.personal_possible:
+            return False
         types = tuple(entity.get("type", ()))
         if self.policy.type_level(types) == "personal":
             return True
